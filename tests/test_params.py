@@ -1,0 +1,84 @@
+"""params.yaml validation: every bad value is one VaelabError naming the key, value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from vaelab.errors import VaelabError
+from vaelab.params import load_params, parse_params
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def test_project_params_are_valid(raw):
+    params = parse_params(raw)
+    assert set(params.datasets) == {"mnist", "fashion_mnist", "cifar10", "caltech101"}
+    caltech = params.dataset("caltech101")
+    assert (caltech.kind, caltech.image_size, caltech.test_fraction) == ("caltech101", 64, 0.2)
+    assert params.dataset("mnist").architecture == "mlp"
+    assert params.fid.weights == "imagenet" and params.fid.num_samples == 10000
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda r: r.update(latent_dim=0), "latent_dim = 0"),
+        (lambda r: r.update(latent_dim="ten"), "latent_dim = 'ten'"),
+        (lambda r: r.update(latent_dim=True), "latent_dim = True"),
+        (lambda r: r.update(epochs=-3), "epochs = -3"),
+        (lambda r: r.update(learning_rate=0), "learning_rate = 0.0"),
+        (lambda r: r.pop("batch_size"), "batch_size is missing"),
+        (lambda r: r.update(latnet_dim=2), "unknown key latnet_dim"),
+        (lambda r: r["datasets"]["mnist"]["data"].update(kind="svhn"), "datasets.mnist.data.kind = 'svhn'"),
+        (lambda r: r["datasets"]["mnist"]["model"].update(architecture="resnet"),
+         "datasets.mnist.model.architecture = 'resnet'"),
+        (lambda r: r["datasets"]["caltech101"]["data"].update(image_size=0), "datasets.caltech101.data.image_size = 0"),
+        (lambda r: r["datasets"]["caltech101"]["data"].update(test_fraction=1.5),
+         "datasets.caltech101.data.test_fraction = 1.5"),
+        (lambda r: r["datasets"]["mnist"]["data"].update(image_size=64), "datasets.mnist.data.image_size = 64"),
+        (lambda r: r["datasets"].update(photos={"data": {"kind": "image_folder"}}), "datasets.photos.data.path = None"),
+        (lambda r: r["fid"].update(weights="imagenet21k"), "fid.weights = 'imagenet21k'"),
+        (lambda r: r["conv"].update(filters=[32, 0]), "conv.filters = [32, 0]"),
+        (lambda r: r.update(datasets={}), "datasets = {}"),
+    ],
+)
+def test_bad_values_name_key_and_value(raw, edit, needle):
+    bad = copy.deepcopy(raw)
+    edit(bad)
+    with pytest.raises(VaelabError) as info:
+        parse_params(bad)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_unknown_dataset_name_lists_the_known_ones(raw):
+    with pytest.raises(VaelabError, match=r"unknown dataset 'svhn'.*'mnist'"):
+        parse_params(raw).dataset("svhn")
+
+
+def test_image_folder_entry(raw):
+    raw["datasets"]["photos"] = {
+        "data": {"kind": "image_folder", "path": "some/folder", "image_size": 92, "test_fraction": 0.25},
+        "model": {"architecture": "conv"},
+    }
+    photos = parse_params(raw).dataset("photos")
+    assert (photos.path, photos.image_size, photos.test_fraction, photos.likelihood) == (
+        "some/folder", 92, 0.25, "bernoulli")
+
+
+def test_missing_and_malformed_files(tmp_path: Path):
+    with pytest.raises(VaelabError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("latent_dim: [1,\n")
+    with pytest.raises(VaelabError, match="not valid YAML"):
+        load_params(bad)
