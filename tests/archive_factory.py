@@ -1,0 +1,263 @@
+"""Write tiny datasets in the exact canonical file formats, for tests (no network).
+
+Every ``write_*`` function writes into ``folder`` (created if needed) and returns the paths
+it wrote, which :func:`write_source_table` turns into a ``VAELAB_SOURCES`` table holding
+their real checksums. Outputs are byte-for-byte deterministic for given arguments (fixed
+gzip/tar/zip timestamps), so checksums are stable.
+
+    files = write_mnist_like(mirror, n_train=96, n_test=48, seed=0)  # 4 idx .gz files
+    table = write_source_table(tmp / "sources.json", {"mnist": files})
+    env = {"VAELAB_DATA_MIRROR": str(mirror), "VAELAB_SOURCES": str(table)}
+
+The ``*_arrays`` functions return the arrays the matching writer encodes, for exact checks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from vaelab.preprocess import CALTECH101_INNER_KEY, CALTECH101_TAR, CALTECH101_ZIP_MEMBER
+
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+CIFAR10_FILE = "cifar-10-binary.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-bin"
+CALTECH101_FILE = "caltech-101.zip"
+# Caltech-like classes and the flat colour every image of the class has (the grayscale class
+# is stored as single-channel JPEGs), so a test can check labels against pixels.
+CALTECH_COLOURS: dict[str, tuple[int, int, int]] = {
+    "Faces_easy": (200, 40, 40),
+    "accordion": (40, 200, 40),
+    "airplanes": (40, 40, 200),
+    "yin_yang": (128, 128, 128),  # grayscale JPEGs
+}
+GRAYSCALE_CLASS = "yin_yang"
+BACKGROUND = "BACKGROUND_Google"
+IMAGE_FOLDER_FORMATS = ("jpg", "png", "bmp", "gif", "webp")
+
+
+def _gzip_bytes(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
+def _tar_gz_bytes(members: Iterable[tuple[str, bytes | None]]) -> bytes:
+    """A tar.gz of ``(name, data)`` members (data None: a folder), fixed timestamps."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return _gzip_bytes(buffer.getvalue())
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
+    """``algorithm:hexdigest`` of a file."""
+    return f"{algorithm}:{hashlib.new(algorithm, Path(path).read_bytes()).hexdigest()}"
+
+
+# --------------------------------------------------------------------------- MNIST-like
+
+def mnist_like_arrays(n_train: int, n_test: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Digit-like images: ``x_train`` (n_train, 28, 28) uint8 (mostly 0, a bright blob), ``y_train`` uint8 0-9."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = np.zeros((n, 28, 28), np.uint8)
+        corners = rng.integers(4, 16, size=(n, 2))
+        for i, (r, c) in enumerate(corners):
+            x[i, r:r + 8, c:c + 8] = rng.integers(128, 256, size=(8, 8), dtype=np.uint8)
+        out[f"x_{split}"] = x
+        out[f"y_{split}"] = (np.arange(n) % 10).astype(np.uint8)[rng.permutation(n)]
+    return out
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The uncompressed idx encoding of a uint8 array of 1 (labels) or 3 (images) dimensions."""
+    magic = {1: 2049, 3: 2051}[array.ndim]
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_mnist_like(folder: str | Path, n_train: int = 96, n_test: int = 48, seed: int = 0) -> list[Path]:
+    """The four MNIST idx ``.gz`` files (canonical names) of :func:`mnist_like_arrays`; returns their paths."""
+    folder = Path(folder)
+    arrays = mnist_like_arrays(n_train, n_test, seed)
+    contents = (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+    return [_write(folder / name, _gzip_bytes(idx_bytes(a))) for name, a in zip(MNIST_FILES, contents)]
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+def cifar10_arrays(n_per_batch: int, n_test: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random ``x_train`` (5 * n_per_batch, 32, 32, 3) HWC uint8, labels 0-9, and the test split."""
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (5 * n_per_batch, 32, 32, 3), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 5 * n_per_batch).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
+
+
+def cifar10_records(x: np.ndarray, y: np.ndarray) -> bytes:
+    """CIFAR-10 binary records: per image 1 label byte, then the R, G, B planes (CHW)."""
+    planes = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+    return np.concatenate([y[:, None].astype(np.uint8), planes], axis=1).tobytes()
+
+
+def write_cifar10(folder: str | Path, n_per_batch: int = 4, n_test: int = 6, seed: int = 0,
+                  class_names: tuple[str, ...] | None = None) -> list[Path]:
+    """``cifar-10-binary.tar.gz`` with the real layout (``cifar-10-batches-bin/data_batch_1.bin`` ...
+    ``test_batch.bin``, ``batches.meta.txt``, ``readme.html``) of :func:`cifar10_arrays`."""
+    from vaelab.sources import CLASS_NAMES
+
+    arrays = cifar10_arrays(n_per_batch, n_test, seed)
+    names = class_names or CLASS_NAMES["cifar10"]
+    members: list[tuple[str, bytes | None]] = [(CIFAR10_DIR, None)]
+    # The real archive lists test_batch and meta before the training batches.
+    members.append((f"{CIFAR10_DIR}/batches.meta.txt", ("\n".join(names) + "\n\n").encode()))
+    members.append((f"{CIFAR10_DIR}/test_batch.bin", cifar10_records(arrays["x_test"], arrays["y_test"])))
+    for i in range(5):
+        rows = slice(i * n_per_batch, (i + 1) * n_per_batch)
+        members.append((f"{CIFAR10_DIR}/data_batch_{i + 1}.bin",
+                        cifar10_records(arrays["x_train"][rows], arrays["y_train"][rows])))
+    members.append((f"{CIFAR10_DIR}/readme.html", b"<html>tiny CIFAR-10 for tests</html>"))
+    return [_write(Path(folder) / CIFAR10_FILE, _tar_gz_bytes(members))]
+
+
+# --------------------------------------------------------------------------- Caltech101 / images
+
+def encode_image(array: np.ndarray, fmt: str = "jpeg") -> bytes:
+    """Encode an (H, W) or (H, W, 3) uint8 array in a Pillow format ('jpeg', 'png', ...)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 95} if fmt == "jpeg" else {}))
+    return buffer.getvalue()
+
+
+def _flat_image(rng: np.random.Generator, colour: tuple[int, int, int], grayscale: bool,
+                sizes: tuple[int, int] = (40, 120)) -> np.ndarray:
+    height, width = (int(v) for v in rng.integers(*sizes, size=2))
+    if width == height:  # keep every test image non-square
+        width += 7
+    if grayscale:
+        return np.full((height, width), colour[0], np.uint8)
+    return np.broadcast_to(np.asarray(colour, np.uint8), (height, width, 3)).copy()
+
+
+def caltech101_tar_members(per_class: int = 5, seed: int = 0) -> list[tuple[str, bytes | None]]:
+    """Members of a tiny ``101_ObjectCategories.tar.gz``: :data:`CALTECH_COLOURS` classes of
+    ``per_class`` flat-colour, non-square JPEGs each (``yin_yang`` grayscale), plus a
+    ``BACKGROUND_Google`` folder of 3 noise images."""
+    rng = np.random.default_rng(seed)
+    root = "101_ObjectCategories"
+    members: list[tuple[str, bytes | None]] = [(root, None)]
+    for name in (BACKGROUND, *sorted(CALTECH_COLOURS)):
+        members.append((f"{root}/{name}", None))
+        if name == BACKGROUND:
+            images = [rng.integers(0, 256, (50, 70, 3), dtype=np.uint8) for _ in range(3)]
+        else:
+            images = [_flat_image(rng, CALTECH_COLOURS[name], name == GRAYSCALE_CLASS) for _ in range(per_class)]
+        for i, image in enumerate(images, start=1):
+            members.append((f"{root}/{name}/image_{i:04d}.jpg", encode_image(image)))
+    return members
+
+
+def write_caltech101(folder: str | Path, per_class: int = 5, seed: int = 0, wrap_zip: bool = True) -> list[Path]:
+    """``caltech-101.zip`` wrapping ``caltech-101/101_ObjectCategories.tar.gz`` (as CaltechDATA ships
+    it, with ``Annotations.tar`` and ``show_annotation.m`` beside it); with ``wrap_zip=False`` the
+    plain ``101_ObjectCategories.tar.gz`` instead. See :func:`caltech101_tar_members`."""
+    inner = _tar_gz_bytes(caltech101_tar_members(per_class, seed))
+    folder = Path(folder)
+    if not wrap_zip:
+        return [_write(folder / CALTECH101_TAR, inner)]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in (("caltech-101/", b""), (CALTECH101_ZIP_MEMBER, inner),
+                           ("caltech-101/Annotations.tar", b"\0" * 1024),
+                           ("caltech-101/show_annotation.m", b"% tiny\n")):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = ((0o40755 if name.endswith("/") else 0o100644) << 16)
+            archive.writestr(info, data)
+    return [_write(folder / CALTECH101_FILE, buffer.getvalue())]
+
+
+def write_image_folder(folder: str | Path, per_class: int = 4, seed: int = 0,
+                       formats: tuple[str, ...] = IMAGE_FOLDER_FORMATS) -> Path:
+    """A user image folder: one sub-folder per :data:`CALTECH_COLOURS` class, ``per_class``
+    flat-colour images each, cycling through ``formats`` (jpg, png, bmp, gif, webp); the
+    grayscale class is saved as single-channel images. Returns ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    pillow_format = {"jpg": "jpeg", "png": "png", "bmp": "bmp", "gif": "gif", "webp": "webp"}
+    k = 0
+    for name, colour in sorted(CALTECH_COLOURS.items()):
+        for i in range(per_class):
+            fmt = formats[k % len(formats)]
+            k += 1
+            image = _flat_image(rng, colour, name == GRAYSCALE_CLASS)
+            data = encode_image(image, pillow_format[fmt]) if fmt != "webp" else _webp_lossless(image)
+            _write(folder / name / f"img_{i:03d}.{fmt}", data)
+    return folder
+
+
+def _webp_lossless(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="webp", lossless=True)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- source table
+
+def write_source_table(path: str | Path, files_by_kind: Mapping[str, Iterable[str | Path]],
+                       base_url: str | None = None, algorithm: str = "sha256") -> Path:
+    """Write a ``VAELAB_SOURCES`` JSON table for generated files; return its path.
+
+    ``files_by_kind`` maps a dataset kind ('mnist', 'cifar10', 'caltech101', ...) to the paths a
+    ``write_*`` function returned. Each entry gets the file's real checksum and one URL:
+    ``base_url + filename`` if given (e.g. a local http.server), else the file's ``file://`` URI.
+    For Caltech101 the inner ``101_ObjectCategories.tar.gz`` md5 is added under the pseudo-kind
+    ``caltech101_inner``, so the preprocess stage verifies it against the generated archive.
+    """
+    table: dict[str, list[dict[str, object]]] = {}
+    for kind, files in files_by_kind.items():
+        entries = table.setdefault(kind, [])
+        for file in map(Path, files):
+            url = f"{base_url.rstrip('/')}/{file.name}" if base_url else file.resolve().as_uri()
+            entries.append({"filename": file.name, "urls": [url], "checksum": file_checksum(file, algorithm)})
+            if kind == "caltech101":
+                if file.name == CALTECH101_TAR:
+                    inner = file.read_bytes()
+                else:
+                    with zipfile.ZipFile(file) as archive:
+                        inner = archive.read(CALTECH101_ZIP_MEMBER)
+                table[CALTECH101_INNER_KEY] = [{"filename": CALTECH101_TAR, "urls": [],
+                                                "checksum": "md5:" + hashlib.md5(inner).hexdigest()}]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2))
+    return path

@@ -1,0 +1,319 @@
+"""The download stage: checksums, reuse, mirrors, retries, image-folder snapshots, the CLI."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import archive_factory
+from tests.conftest import PROJECT_ROOT
+from vaelab import download
+from vaelab.errors import VaelabError
+from vaelab.sources import SOURCES, SourceFile, load_source_table
+
+
+@pytest.fixture
+def mnist_mirror(tmp_path):
+    """(mirror folder, source table) for tiny MNIST-like files."""
+    mirror = tmp_path / "mirror"
+    files = archive_factory.write_mnist_like(mirror, n_train=20, n_test=10)
+    table_path = archive_factory.write_source_table(tmp_path / "sources.json", {"mnist": files})
+    return mirror, load_source_table({"VAELAB_SOURCES": str(table_path)})
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_mirror_copy_verifies_and_removes_unlisted_files(tmp_path, mnist_mirror):
+    mirror, table = mnist_mirror
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    (out / ".download-123-t10k-images-idx3-ubyte.gz").write_text("half a file")
+    download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(mirror)})
+    assert _listing(out) == sorted(archive_factory.MNIST_FILES)
+    for name in archive_factory.MNIST_FILES:
+        assert (out / name).read_bytes() == (mirror / name).read_bytes()
+
+
+def test_valid_file_is_reused_and_invalid_one_refetched(tmp_path, mnist_mirror):
+    mirror, table = mnist_mirror
+    out = tmp_path / "raw"
+    env = {download.MIRROR_ENV: str(mirror)}
+    download.download_dataset("mnist", out, table=table, env=env)
+    kept = out / "train-images-idx3-ubyte.gz"
+    before = kept.stat().st_mtime_ns
+
+    # An empty mirror proves nothing is fetched when every file present is valid.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(empty)})
+    assert kept.stat().st_mtime_ns == before
+
+    damaged = out / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(b"damaged")
+    download.download_dataset("mnist", out, table=table, env=env)
+    assert damaged.read_bytes() == (mirror / damaged.name).read_bytes()
+    assert kept.stat().st_mtime_ns == before
+
+
+def test_checksum_mismatch_names_file_and_hashes_and_leaves_nothing(tmp_path, mnist_mirror):
+    mirror, table = mnist_mirror
+    good = table["mnist"][0]
+    wrong = "sha256:" + "0" * 64
+    source = SourceFile(good.filename, good.urls, wrong)
+    out = tmp_path / "raw"
+    with pytest.raises(VaelabError) as error:
+        download.fetch_file(source, out, kind="mnist", mirror=mirror)
+    message = str(error.value)
+    actual = archive_factory.file_checksum(mirror / good.filename)
+    assert good.filename in message and wrong in message and actual in message
+    assert "checksum mismatch" in message and "\n" not in message
+    assert _listing(out) == []
+
+
+def test_mirror_missing_file_names_the_paths(tmp_path, mnist_mirror):
+    mirror, table = mnist_mirror
+    (mirror / "t10k-labels-idx1-ubyte.gz").unlink()
+    out = tmp_path / "raw"
+    with pytest.raises(VaelabError, match=r"VAELAB_DATA_MIRROR=.*t10k-labels-idx1-ubyte.gz not found") as error:
+        download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(mirror)})
+    assert str(mirror / "t10k-labels-idx1-ubyte.gz") in str(error.value)
+    assert str(mirror / "mnist" / "t10k-labels-idx1-ubyte.gz") in str(error.value)
+    assert not any(p.name.startswith(".download-") for p in out.iterdir())
+    with pytest.raises(VaelabError, match="is not a folder"):
+        download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(tmp_path / "nope")})
+
+
+def test_table_urls_work_without_a_mirror(tmp_path, mnist_mirror):
+    # write_source_table's default URLs are file:// URIs, fetched by the same urllib code.
+    _, table = mnist_mirror
+    assert all(s.urls[0].startswith("file://") for s in table["mnist"])
+    out = tmp_path / "raw"
+    download.download_dataset("mnist", out, table=table, env={}, backoff=0.0)
+    assert _listing(out) == sorted(archive_factory.MNIST_FILES)
+    assert all((out / name).stat().st_mode & 0o777 == 0o644 for name in archive_factory.MNIST_FILES)
+
+
+def test_mirror_kind_subfolder_comes_first(tmp_path):
+    # MNIST and Fashion-MNIST share file names; <mirror>/<kind>/ keeps them apart.
+    mirror = tmp_path / "mirror"
+    archive_factory.write_mnist_like(mirror, n_train=10, n_test=10, seed=1)
+    files = archive_factory.write_mnist_like(mirror / "fashion_mnist", n_train=10, n_test=10, seed=2)
+    table = load_source_table({"VAELAB_SOURCES": str(
+        archive_factory.write_source_table(tmp_path / "s.json", {"fashion_mnist": files}))})
+    download.download_dataset("fashion_mnist", tmp_path / "raw", table=table, env={download.MIRROR_ENV: str(mirror)})
+    assert (tmp_path / "raw" / files[0].name).read_bytes() == files[0].read_bytes()
+
+
+def test_real_mnist_test_files_match_the_canonical_table(tmp_path, shared_mnist):
+    entries = [s for s in SOURCES["mnist"] if s.filename.startswith("t10k")]
+    assert len(entries) == 2 and all(s.checksum.startswith("sha256:") for s in entries)
+    for source in entries:
+        path = download.fetch_file(source, tmp_path, kind="mnist", mirror=shared_mnist)
+        assert download.checksum_matches(path, source.checksum)[0]
+
+
+def test_checksum_parsing():
+    assert download.parse_checksum("MD5:ABC") == ("md5", "abc")
+    for bad in ("abc", "sha1:abc", "md5:"):
+        with pytest.raises(VaelabError, match="malformed"):
+            download.parse_checksum(bad)
+
+
+def test_sources_override_warning():
+    assert download.sources_override_warning({}) is None
+    line = download.sources_override_warning({"VAELAB_SOURCES": "/x.json"})
+    assert "NON-CANONICAL" in line and "/x.json" in line
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _Server:
+    """A local HTTP server whose handler follows a per-path script of responses."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.script: dict[str, list] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                steps = server.script.get(self.path)
+                step = steps.pop(0) if steps else 200
+                body = server.files.get(self.path.lstrip("/").split("/")[-1])
+                if step == "truncate":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                    return
+                if body is None:
+                    step = 404 if step == 200 else step
+                self.send_response(step)
+                payload = body if step == 200 else b"nope"
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    files = archive_factory.write_mnist_like(tmp_path / "srv", n_train=10, n_test=10)
+    with _Server({f.name: f.read_bytes() for f in files}) as server:
+        yield server, files
+
+
+def _one(server, file, *paths):
+    return SourceFile(file.name, tuple(server.url + p for p in paths), archive_factory.file_checksum(file))
+
+
+def test_http_retries_transient_errors(tmp_path, served):
+    server, files = served
+    source = _one(server, files[0], f"/a/{files[0].name}")
+    server.script[f"/a/{files[0].name}"] = [503, 429, "truncate"]
+    path = download.fetch_file(source, tmp_path / "raw", kind="mnist", backoff=0.0, timeout=5)
+    assert path.read_bytes() == files[0].read_bytes()
+    assert server.requests == [f"/a/{files[0].name}"] * 4
+
+
+def test_http_moves_to_next_mirror_on_404_and_gives_up_cleanly(tmp_path, served):
+    server, files = served
+    source = _one(server, files[1], "/gone/missing.gz", f"/b/{files[1].name}")
+    server.files["missing.gz"] = None
+    path = download.fetch_file(source, tmp_path / "raw", kind="mnist", backoff=0.0, timeout=5)
+    assert path.read_bytes() == files[1].read_bytes()
+    assert server.requests == ["/gone/missing.gz", f"/b/{files[1].name}"]
+
+    server.requests.clear()
+    failing = _one(server, files[2], f"/c/{files[2].name}")
+    server.script[f"/c/{files[2].name}"] = [503] * 5
+    out = tmp_path / "raw2"
+    with pytest.raises(VaelabError, match=r"cannot download t10k-images.*HTTP 503.*gave up after 3 attempts"):
+        download.fetch_file(failing, out, kind="mnist", retries=2, backoff=0.0, timeout=5)
+    assert len(server.requests) == 3 and _listing(out) == []
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path):
+    source = SourceFile("x.gz", ("http://127.0.0.1:9/x.gz",), "md5:" + "0" * 32)
+    with pytest.raises(VaelabError, match=r"cannot download x.gz.*cannot connect.*gave up after 3 attempts"):
+        download.fetch_file(source, tmp_path / "raw", kind="mnist", retries=2, backoff=0.0, timeout=2)
+    assert _listing(tmp_path / "raw") == []
+
+
+def test_backoff_doubles(tmp_path):
+    import urllib.error
+
+    calls, sleeps = [], []
+
+    def opener(request, timeout):
+        calls.append(request.full_url)
+        raise urllib.error.URLError("temporary failure in name resolution")
+
+    with pytest.raises(download._PermanentError, match="gave up after 4 attempts"):
+        download.fetch_url("https://example.invalid/x", tmp_path / "x", retries=3, backoff=1.5,
+                           opener=opener, sleep=sleeps.append)
+    assert calls == ["https://example.invalid/x"] * 4 and sleeps == [1.5, 3.0, 6.0]
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def test_image_folder_snapshot(tmp_path):
+    source = archive_factory.write_image_folder(tmp_path / "photos", per_class=2)
+    (source / ".hidden").mkdir()
+    (source / ".hidden" / "a.png").write_bytes(b"x")
+    (source / "notes").mkdir()  # no images: not copied
+    (source / "notes" / "readme.txt").write_text("hi")
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "old_class").mkdir()
+    counts = download.snapshot_image_folder(source, out)
+    assert counts == {"Faces_easy": 2, "accordion": 2, "airplanes": 2, "notes": 0, "yin_yang": 2}
+    assert _listing(out) == ["Faces_easy", "accordion", "airplanes", "yin_yang"]
+    assert _listing(out / "accordion") == _listing(source / "accordion")
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(VaelabError, match="does not exist"):
+        download.snapshot_image_folder(tmp_path / "nope", tmp_path / "raw")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "loose.jpg").write_bytes(b"x")
+    with pytest.raises(VaelabError, match="no class sub-folders"):
+        download.snapshot_image_folder(empty, tmp_path / "raw")
+    (empty / "cats").mkdir()
+    (empty / "cats" / "list.txt").write_text("x")
+    with pytest.raises(VaelabError, match=r"class folders \['cats'\] without images"):
+        download.snapshot_image_folder(empty, tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+# --------------------------------------------------------------------------- the stage CLI
+
+
+def _stage(args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "stages.download", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def stage_env(tmp_path, mnist_mirror):
+    mirror, _ = mnist_mirror
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["datasets"]["photos"] = {"data": {"kind": "image_folder", "path": str(tmp_path / "missing")}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "VAELAB_DATA_MIRROR": str(mirror),
+           "VAELAB_SOURCES": str(tmp_path / "sources.json")}
+    return env
+
+
+@pytest.mark.slow
+def test_stage_cli_downloads_with_a_loud_warning(tmp_path, stage_env):
+    result = _stage(["--dataset", "mnist", "--out", str(tmp_path / "data/raw/mnist"),
+                     "--params", str(tmp_path / "params.yaml")], stage_env, PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: VAELAB_SOURCES=" in result.stderr and "NON-CANONICAL" in result.stderr
+    assert _listing(tmp_path / "data/raw/mnist") == sorted(archive_factory.MNIST_FILES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, message", [
+    ("nope", "error: unknown dataset 'nope'"),
+    ("photos", "error: image folder"),
+])
+def test_stage_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, stage_env, dataset, message):
+    out = tmp_path / "data/raw" / dataset
+    result = _stage(["--dataset", dataset, "--out", str(out), "--params", str(tmp_path / "params.yaml")],
+                    stage_env, PROJECT_ROOT)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,363 @@
+"""The preprocess stage: each canonical format to uint8 NHWC arrays, labels, class names, splits."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests import archive_factory
+from tests.conftest import PROJECT_ROOT
+from vaelab import images, preprocess
+from vaelab.data import load_prepared
+from vaelab.errors import VaelabError
+from vaelab.params import DatasetParams
+from vaelab.sources import CLASS_NAMES, load_source_table
+
+MNIST_T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _resized(kind: str, image_size: int = 64, test_fraction: float = 0.2) -> DatasetParams:
+    return DatasetParams(name=kind, kind=kind, image_size=image_size, test_fraction=test_fraction)
+
+
+def _assert_colours_match_labels(data):
+    """Every generated image is one flat colour per class: pixels must agree with labels."""
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        for image, label in zip(x, y):
+            colour = archive_factory.CALTECH_COLOURS[data.class_names[label]]
+            np.testing.assert_allclose(image.reshape(-1, 3).mean(axis=0), colour, atol=3)
+
+
+# --------------------------------------------------------------------------- MNIST-like
+
+
+@pytest.mark.parametrize("kind", ["mnist", "fashion_mnist"])
+def test_idx_files_parse_exactly(tmp_path, kind):
+    archive_factory.write_mnist_like(tmp_path, n_train=30, n_test=12, seed=3)
+    expected = archive_factory.mnist_like_arrays(30, 12, seed=3)
+    data = preprocess.prepare_idx(tmp_path, kind)
+    assert data.x_train.shape == (30, 28, 28, 1) and data.x_test.shape == (12, 28, 28, 1)
+    assert data.x_train.dtype == np.uint8 and data.y_train.dtype == np.int64
+    np.testing.assert_array_equal(data.x_train[..., 0], expected["x_train"])
+    np.testing.assert_array_equal(data.y_test, expected["y_test"])
+    assert data.class_names == CLASS_NAMES[kind]
+
+
+def test_real_mnist_test_set(shared_mnist):
+    x = preprocess.read_idx(shared_mnist / "t10k-images-idx3-ubyte.gz", preprocess.IDX_IMAGES_MAGIC)
+    y = preprocess.read_idx(shared_mnist / "t10k-labels-idx1-ubyte.gz", preprocess.IDX_LABELS_MAGIC)
+    assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
+    assert np.bincount(y, minlength=10).tolist() == MNIST_T10K_COUNTS
+    assert x.max() == 255 and x.min() == 0
+
+
+def test_idx_damage_is_a_clear_error(tmp_path):
+    files = archive_factory.write_mnist_like(tmp_path, n_train=10, n_test=10)
+    images_gz, labels_gz = files[0], files[1]
+    good = images_gz.read_bytes()
+
+    images_gz.write_bytes(good[: len(good) // 2])
+    with pytest.raises(VaelabError, match=rf"{images_gz.name} is truncated or corrupt.*download@mnist"):
+        preprocess.prepare_idx(tmp_path, "mnist", "mnist")
+
+    raw = gzip.decompress(good)
+    images_gz.write_bytes(gzip.compress(raw[:-5]))
+    with pytest.raises(VaelabError, match=r"holds 7835 data bytes but its header \(10, 28, 28\) needs 7840"):
+        preprocess.prepare_idx(tmp_path, "mnist", "mnist")
+
+    images_gz.write_bytes(gzip.compress((2049).to_bytes(4, "big") + raw[4:]))
+    with pytest.raises(VaelabError, match="magic number 2049, expected 2051"):
+        preprocess.prepare_idx(tmp_path, "mnist", "mnist")
+
+    images_gz.write_bytes(good)
+    labels_gz.write_bytes(gzip.compress(archive_factory.idx_bytes(np.zeros(9, np.uint8))))
+    with pytest.raises(VaelabError, match="holds 10 images but .* 9 labels"):
+        preprocess.prepare_idx(tmp_path, "mnist", "mnist")
+
+    labels_gz.unlink()
+    with pytest.raises(VaelabError, match=r"train-labels-idx1-ubyte.gz not found; run `dvc repro download@mnist`"):
+        preprocess.prepare_idx(tmp_path, "mnist", "mnist")
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def test_cifar10_binary_parses_exactly(tmp_path):
+    names = tuple(f"class{i}" for i in range(10))
+    archive_factory.write_cifar10(tmp_path, n_per_batch=3, n_test=5, seed=1, class_names=names)
+    expected = archive_factory.cifar10_arrays(3, 5, seed=1)
+    data = preprocess.prepare_cifar10(tmp_path)
+    assert data.x_train.shape == (15, 32, 32, 3) and data.x_test.shape == (5, 32, 32, 3)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(data, key), expected[key])
+    assert data.class_names == names
+
+
+def _rewrite_tar(src, dst, keep=lambda name: True, extra=()):
+    with tarfile.open(src, "r:gz") as old, tarfile.open(dst, "w:gz") as new:
+        for member in old.getmembers():
+            if keep(member.name):
+                new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        for info, data in extra:
+            new.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def test_cifar10_meta_fallback_and_errors(tmp_path):
+    good = archive_factory.write_cifar10(tmp_path / "good")[0]
+    no_meta = tmp_path / "no_meta" / preprocess.CIFAR10_ARCHIVE
+    no_meta.parent.mkdir()
+    _rewrite_tar(good, no_meta, keep=lambda n: "meta" not in n)
+    assert preprocess.prepare_cifar10(no_meta.parent).class_names == CLASS_NAMES["cifar10"]
+
+    missing = tmp_path / "missing" / preprocess.CIFAR10_ARCHIVE
+    missing.parent.mkdir()
+    _rewrite_tar(good, missing, keep=lambda n: "data_batch_3" not in n)
+    with pytest.raises(VaelabError, match="lacks data_batch_3.bin"):
+        preprocess.prepare_cifar10(missing.parent, "cifar10")
+
+    link = tarfile.TarInfo("cifar-10-batches-bin/evil")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    evil = tmp_path / "evil" / preprocess.CIFAR10_ARCHIVE
+    evil.parent.mkdir()
+    _rewrite_tar(good, evil, extra=[(link, None)])
+    with pytest.raises(VaelabError, match="'cifar-10-batches-bin/evil', a symlink"):
+        preprocess.prepare_cifar10(evil.parent, "cifar10")
+
+    truncated = tmp_path / "truncated" / preprocess.CIFAR10_ARCHIVE
+    truncated.parent.mkdir()
+    truncated.write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(VaelabError, match=r"truncated or corrupt.*`dvc repro download@cifar10`"):
+        preprocess.prepare_cifar10(truncated.parent, "cifar10")
+    with pytest.raises(VaelabError, match="not found"):
+        preprocess.prepare_cifar10(tmp_path, "cifar10")
+
+
+# --------------------------------------------------------------------------- Caltech101
+
+
+@pytest.fixture
+def caltech_zip(tmp_path):
+    raw = tmp_path / "raw"
+    files = archive_factory.write_caltech101(raw, per_class=5, seed=0)
+    table = load_source_table({"VAELAB_SOURCES": str(
+        archive_factory.write_source_table(tmp_path / "sources.json", {"caltech101": files}))})
+    return raw, table
+
+
+def test_caltech101_zip(caltech_zip):
+    raw, table = caltech_zip
+    data = preprocess.prepare_dataset(_resized("caltech101"), raw, seed=0, table=table)
+    assert data.class_names == ("Faces_easy", "accordion", "airplanes", "yin_yang")  # no BACKGROUND_Google
+    assert data.x_train.shape == (16, 64, 64, 3) and data.x_test.shape == (4, 64, 64, 3)
+    assert data.x_train.dtype == np.uint8 and data.y_train.dtype == np.int64
+    # Stratified: 5 per class, test_fraction 0.2 -> exactly one test image per class.
+    assert np.bincount(data.y_test).tolist() == [1, 1, 1, 1]
+    assert np.bincount(data.y_train).tolist() == [4, 4, 4, 4]
+    _assert_colours_match_labels(data)  # grayscale JPEGs became 3 equal channels
+
+
+def test_caltech101_split_is_fixed_by_seed(caltech_zip):
+    raw, table = caltech_zip
+    ds = _resized("caltech101", image_size=16, test_fraction=0.4)
+    a = preprocess.prepare_dataset(ds, raw, seed=1, table=table, workers=1)
+    b = preprocess.prepare_dataset(ds, raw, seed=1, table=table, workers=3)
+    c = preprocess.prepare_dataset(ds, raw, seed=2, table=table)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.x_train, c.x_train)
+    assert np.bincount(a.y_test).tolist() == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("size", [92, 128])
+def test_caltech101_other_sizes(tmp_path, size):
+    files = archive_factory.write_caltech101(tmp_path, per_class=2, wrap_zip=False)
+    checksum = archive_factory.file_checksum(files[0], "md5")
+    data = preprocess.prepare_caltech101(tmp_path, _resized("caltech101", size, 0.5), 0, checksum)
+    assert data.x_train.shape == (4, size, size, 3) and data.x_test.shape == (4, size, size, 3)
+    _assert_colours_match_labels(data)
+
+
+def test_caltech101_inner_checksum_is_checked(caltech_zip):
+    raw, table = caltech_zip
+    # A table overriding the zip but not the inner checksum still checks the canonical one.
+    overridden = {k: v for k, v in table.items() if k != preprocess.CALTECH101_INNER_KEY}
+    with pytest.raises(VaelabError) as error:
+        preprocess.prepare_dataset(_resized("caltech101"), raw, seed=0, table=overridden)
+    message = str(error.value)
+    assert "checksum mismatch for" in message and "101_ObjectCategories.tar.gz" in message
+    assert "expected md5:b224c7392d521a49829488ab0f1120d9" in message
+    assert preprocess.caltech101_inner_checksum(None) == "md5:b224c7392d521a49829488ab0f1120d9"
+
+
+def test_caltech101_hostile_zip_and_missing_archive(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with zipfile.ZipFile(raw / "caltech-101.zip", "w") as archive:
+        archive.writestr("caltech-101/../../evil.sh", b"rm -rf /")
+    with pytest.raises(VaelabError, match=r"'caltech-101/\.\./\.\./evil.sh' with '\.\.'"):
+        preprocess.prepare_caltech101(raw, _resized("caltech101"), 0, "md5:00")
+    (raw / "caltech-101.zip").unlink()
+    with pytest.raises(VaelabError, match="holds neither caltech-101.zip nor 101_ObjectCategories.tar.gz"):
+        preprocess.prepare_caltech101(raw, _resized("caltech101"), 0, "md5:00")
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def test_image_folder_all_formats(tmp_path):
+    folder = archive_factory.write_image_folder(tmp_path / "photos", per_class=5)
+    (folder / "accordion" / "notes.txt").write_text("not an image")
+    (folder / "accordion" / ".DS_Store").write_bytes(b"\0\0")
+    data = preprocess.prepare_image_folder(folder, _resized("image_folder", 32, 0.2), seed=0)
+    assert data.x_train.shape == (16, 32, 32, 3) and data.x_test.shape == (4, 32, 32, 3)
+    assert data.class_names == tuple(sorted(archive_factory.CALTECH_COLOURS))
+    _assert_colours_match_labels(data)
+
+
+def test_image_folder_skips_unreadable_images_and_counts(tmp_path, caplog):
+    folder = archive_factory.write_image_folder(tmp_path / "photos", per_class=3)
+    (folder / "accordion" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    bmp = sorted(folder.rglob("*.bmp"))[0]
+    (bmp.parent / "cut.bmp").write_bytes(bmp.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        data = preprocess.prepare_image_folder(folder, _resized("image_folder", 16, 0.34), seed=0)
+    assert len(data.x_train) + len(data.x_test) == 12
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("broken.jpg" in w for w in warnings) and any("cut.bmp" in w for w in warnings)
+    assert any("skipped 2 unreadable image(s) of 14" in w for w in warnings)
+    _assert_colours_match_labels(data)
+
+
+def test_image_folder_with_nothing_readable(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "cats" / "a.png").write_bytes(b"garbage")
+    (folder / "cats" / "b.jpg").write_bytes(b"")
+    with pytest.raises(VaelabError, match="none of the 2 image files could be read"):
+        preprocess.prepare_image_folder(folder, _resized("image_folder"), seed=0)
+    (folder / "cats" / "a.png").unlink()
+    (folder / "cats" / "b.jpg").unlink()
+    with pytest.raises(VaelabError, match="holds no image files"):
+        preprocess.prepare_image_folder(folder, _resized("image_folder"), seed=0)
+
+
+def test_image_folder_too_small_for_a_split(tmp_path):
+    folder = archive_factory.write_image_folder(tmp_path / "photos", per_class=1)
+    with pytest.raises(VaelabError, match="give 4 train and 0 test images with test_fraction=0.2"):
+        preprocess.prepare_image_folder(folder, _resized("image_folder"), seed=0)
+
+
+# --------------------------------------------------------------------------- images.py
+
+
+def _encode(array, fmt="png"):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_decode_square_crops_the_centre(transpose):
+    bands = np.zeros((30, 90, 3), np.uint8)
+    bands[:, :30] = (255, 0, 0)
+    bands[:, 30:60] = (0, 255, 0)
+    bands[:, 60:] = (0, 0, 255)
+    if transpose:
+        bands = bands.transpose(1, 0, 2).copy()
+    out = images.decode_square(_encode(bands), 12)
+    assert out.shape == (12, 12, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.broadcast_to(np.array([0, 255, 0], np.uint8), (12, 12, 3)))
+
+
+def test_decode_square_modes_and_failures():
+    gray = np.full((20, 24), 77, np.uint8)
+    np.testing.assert_array_equal(images.decode_square(_encode(gray), 8), np.full((8, 8, 3), 77, np.uint8))
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    assert images.decode_square(_encode(rgba), 4)[0, 0].tolist() == [200, 0, 0]
+    # Antialiasing: a 1-px checkerboard averages to grey instead of aliasing to black or white.
+    checker = ((np.indices((64, 64)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    small = images.decode_square(_encode(checker), 8)
+    assert np.abs(small.astype(int) - 128).max() <= 3
+    with pytest.raises(images.UnreadableImage):
+        images.decode_square(b"definitely not an image", 8)
+
+
+def test_permute_rows_inplace_matches_fancy_indexing():
+    rng = np.random.default_rng(0)
+    for n, k in ((1, 1), (7, 7), (50, 50), (50, 31), (50, 0)):
+        array = rng.integers(0, 256, (n, 3, 2), dtype=np.uint8)
+        order = rng.permutation(n)[:k]
+        expected = array[order].copy()
+        rest = set(np.setdiff1d(np.arange(n), order).tolist())
+        original = array.copy()
+        images.permute_rows_inplace(array, order)
+        np.testing.assert_array_equal(array[:k], expected)
+        assert {int(np.flatnonzero((original == row).all(axis=(1, 2)))[0]) for row in array[k:]} == rest
+    with pytest.raises(ValueError):
+        images.permute_rows_inplace(np.zeros((3, 1)), np.array([0, 0]))
+
+
+def test_stratified_split():
+    labels = np.repeat(np.arange(3), [10, 5, 1])
+    train, test = images.stratified_split(labels, 0.2, seed=0)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(16))
+    assert np.bincount(labels[test], minlength=3).tolist() == [2, 1, 0]  # a singleton stays in train
+    again = images.stratified_split(labels, 0.2, seed=0)
+    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
+
+
+# --------------------------------------------------------------------------- the stage CLI
+
+
+def _stage(tmp_path, dataset, raw, out):
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["datasets"]["photos"] = {"data": {"kind": "image_folder", "path": str(raw), "image_size": 16}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k != "VAELAB_SOURCES"}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    return subprocess.run([sys.executable, "-m", "stages.preprocess", "--dataset", dataset, "--raw", str(raw),
+                           "--out", str(out), "--params", str(tmp_path / "params.yaml")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_stage_cli_writes_prepared_file(tmp_path):
+    raw = archive_factory.write_image_folder(tmp_path / "photos", per_class=5)
+    out = tmp_path / "prepared" / "photos.npz"
+    result = _stage(tmp_path, "photos", raw, out)
+    assert result.returncode == 0, result.stderr
+    data = load_prepared(out)
+    assert data.x_train.shape == (16, 16, 16, 3) and len(data.class_names) == 4
+    assert [p.name for p in out.parent.iterdir()] == ["photos.npz"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, breakage, message", [
+    ("nope", None, "error: unknown dataset 'nope'"),
+    ("mnist", "truncate", "error: "),
+    ("cifar10", None, "error: "),
+])
+def test_stage_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, dataset, breakage, message):
+    raw = tmp_path / "raw"
+    files = archive_factory.write_mnist_like(raw, n_train=10, n_test=10)
+    if breakage == "truncate":
+        files[0].write_bytes(files[0].read_bytes()[:100])
+    out = tmp_path / "prepared" / f"{dataset}.npz"
+    result = _stage(tmp_path, dataset, raw, out)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in result.stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
