@@ -1,0 +1,64 @@
+"""Make an offline MNIST mirror from the 10,000 real test digits alone, for the README results.
+
+The shared folder beside the checkout holds only MNIST's canonical test files. This splits
+them into 8,000 "train" and 2,000 "test" digits (a fixed split, stratified by label and
+seeded), writes them as the four canonical idx ``.gz`` files into ``OUT/mnist/`` and a source
+table with their real sha256 checksums, so the pipeline runs on real digits offline:
+
+    python -m scripts.mnist_t10k_mirror --shared ../shared/data/mnist-t10k --out /tmp/t10k-mirror
+    export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
+    dvc exp run -S 'datasets={mnist: {data: {kind: mnist}, model: {architecture: mlp}}}' ...
+
+The input files are first checked against the canonical checksums in ``vaelab/sources.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from tests.archive_factory import idx_bytes, write_source_table
+from vaelab.download import checksum_matches
+from vaelab.errors import VaelabError, run_cli
+from vaelab.images import stratified_split
+from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from vaelab.sources import SOURCES
+
+NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, required=True, help="folder with MNIST's t10k idx .gz files")
+    parser.add_argument("--out", type=Path, required=True, help="mirror folder to write")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    canonical = {f.filename: f.checksum for f in SOURCES["mnist"]}
+    for name in NAMES[2:]:
+        ok, actual = checksum_matches(args.shared / name, canonical[name])
+        if not ok:
+            raise VaelabError(f"{args.shared / name}: checksum {actual} is not MNIST's {canonical[name]}")
+    images = read_idx(args.shared / NAMES[2], IDX_IMAGES_MAGIC, "mnist")
+    labels = read_idx(args.shared / NAMES[3], IDX_LABELS_MAGIC, "mnist")
+    train, test = stratified_split(labels, args.test_fraction, args.seed)
+
+    folder = args.out / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, array in zip(NAMES, (images[train], labels[train], images[test], labels[test])):
+        path = folder / name
+        # mtime=0: the same input gives byte-identical files, hence the same checksums.
+        path.write_bytes(gzip.compress(idx_bytes(np.ascontiguousarray(array)), mtime=0))
+        paths.append(path)
+    table = write_source_table(args.out / "sources.json", {"mnist": paths})
+    print(f"wrote {len(train)} train and {len(test)} test digits to {folder}, source table {table}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
