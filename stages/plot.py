@@ -1,0 +1,64 @@
+"""plot stage: draw the figures of one dataset's trained VAE into one folder.
+
+    python -m stages.plot --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
+        --history plots/mnist/history.csv --out plots/mnist/images [--params params.yaml]
+
+Writes loss_curves.png, reconstructions.png, samples.png, progress.gif, progress_last.png,
+nearest_neighbours.png, latent_space.png, latent_tsne.png (plots.tsne and latent_dim > 2),
+manifold.png (latent_dim 2 or 3; otherwise the log says why not) and interpolation.png.
+The folder is built beside ``--out`` and renamed into place only when every figure is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vaelab.errors import run_cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="name of an entry under datasets: in params.yaml")
+    parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
+    parser.add_argument("--models", required=True, help="model folder written by the train stage")
+    parser.add_argument("--history", required=True, help="per-epoch history CSV written by the train stage")
+    parser.add_argument("--out", required=True, help="folder of figures to write")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from vaelab.data import load_prepared
+    from vaelab.io import atomic_path
+    from vaelab.params import load_params
+    from vaelab.plotting import FigureSettings, ModelFunctions, load_progress, make_figures, read_history
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    params = load_params(args.params)
+    params.dataset(args.dataset)  # an unknown name fails here, before any work
+    data = load_prepared(args.data)
+    history = read_history(args.history)
+    progress = load_progress(args.models)
+
+    # TensorFlow only once every cheap input has been checked.
+    from vaelab import models
+
+    vae = models.load_vae(args.models)
+    latent_dim = vae.config.latent_dim
+    model = ModelFunctions(
+        latent_dim=latent_dim,
+        encode=lambda images: models.encode_mean(vae, images),
+        decode=lambda z: models.decode_uint8(vae, z),
+        sample_prior=lambda n: models.sample_prior(latent_dim, n, params.seed),
+    )
+    settings = FigureSettings(seed=params.seed, num_latent_points=params.plots.num_latent_points,
+                              tsne=params.plots.tsne, progress_bar=True)
+    with atomic_path(args.out) as tmp:
+        tmp.mkdir()
+        written = make_figures(tmp, data, history, progress, model, settings, name=args.dataset)
+    logging.getLogger(__name__).info("plot %s: wrote %d figures to %s (%s)", args.dataset, len(written), args.out,
+                                     ", ".join(written))
+
+
+if __name__ == "__main__":
+    run_cli(main)
