@@ -1,0 +1,201 @@
+"""Training throughput (images/s): our VAE and pipeline against the official Keras VAE example.
+
+Reference: the convolutional VAE of the Keras example "Variational AutoEncoder"
+(https://keras.io/examples/generative/vae/, fchollet), copied below: Conv2D 32 s2, Conv2D 64
+s2, Dense 16, latent 2, decoder Dense 7*7*64 -> Conv2DTranspose 64, 32 s2 ->
+Conv2DTranspose(1, 3, sigmoid); its own train_step (tf.GradientTape, binary cross-entropy on
+sigmoid outputs), Adam, batch 128, no XLA, fit on the float32 numpy array.
+
+Ours: vaelab's conv VAE with the same layers (filters [32, 64], hidden_dim 16, latent 2; our
+decoder has one extra Dense(16) before the Dense 7*7*64, to mirror the encoder) trained by
+vaelab.training's step (logit-space loss) on vaelab's tf.data pipeline (uint8 gathered and
+scaled in the pipeline). Both train on the same 60,000 random 28x28 images in one process:
+after a warm-up, ``--rounds`` interleaved timed runs of ``--steps`` batches each (so both see
+the same background load), median images/s of each.
+
+Also: absolute images/s of our default models (params.yaml: hidden 512, latent 2, conv
+filters [32, 64, 128]) on MNIST (28x28x1, mlp) and CIFAR-10 (32x32x3, conv) geometry.
+
+    python benchmarks/bench_train.py                      # about 3 minutes on 2 CPU cores
+    python benchmarks/bench_train.py --steps 469 --rounds 1   # one full MNIST epoch each
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def reference_vae():
+    """The Keras example's VAE, verbatim apart from names (keras.io/examples/generative/vae)."""
+    import keras
+    import tensorflow as tf
+    from keras import layers, ops
+
+    class Sampling(layers.Layer):
+        """Uses (z_mean, z_log_var) to sample z, the vector encoding a digit."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras.random.SeedGenerator(1337)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs
+            batch = ops.shape(z_mean)[0]
+            dim = ops.shape(z_mean)[1]
+            epsilon = keras.random.normal(shape=(batch, dim), seed=self.seed_generator)
+            return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    latent_dim = 2
+    encoder_inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same")(encoder_inputs)
+    x = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(16, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    z = Sampling()([z_mean, z_log_var])
+    encoder = keras.Model(encoder_inputs, [z_mean, z_log_var, z], name="encoder")
+
+    latent_inputs = keras.Input(shape=(latent_dim,))
+    x = layers.Dense(7 * 7 * 64, activation="relu")(latent_inputs)
+    x = layers.Reshape((7, 7, 64))(x)
+    x = layers.Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same")(x)
+    x = layers.Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same")(x)
+    decoder_outputs = layers.Conv2DTranspose(1, 3, activation="sigmoid", padding="same")(x)
+    decoder = keras.Model(latent_inputs, decoder_outputs, name="decoder")
+
+    class VAE(keras.Model):
+        def __init__(self, encoder, decoder, **kwargs):
+            super().__init__(**kwargs)
+            self.encoder = encoder
+            self.decoder = decoder
+            self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+            self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+            self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+
+        @property
+        def metrics(self):
+            return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+        def train_step(self, data):
+            with tf.GradientTape() as tape:
+                z_mean, z_log_var, z = self.encoder(data)
+                reconstruction = self.decoder(z)
+                reconstruction_loss = ops.mean(
+                    ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2))
+                )
+                kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+                kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
+                total_loss = reconstruction_loss + kl_loss
+            grads = tape.gradient(total_loss, self.trainable_weights)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+            self.total_loss_tracker.update_state(total_loss)
+            self.reconstruction_loss_tracker.update_state(reconstruction_loss)
+            self.kl_loss_tracker.update_state(kl_loss)
+            return {
+                "loss": self.total_loss_tracker.result(),
+                "reconstruction_loss": self.reconstruction_loss_tracker.result(),
+                "kl_loss": self.kl_loss_tracker.result(),
+            }
+
+    vae = VAE(encoder, decoder)
+    vae.compile(optimizer=keras.optimizers.Adam(), jit_compile=False)
+    return vae
+
+
+def reference_runner(images_uint8: np.ndarray, steps: int, batch_size: int = 128):
+    """A warmed-up reference; calling the result times ``steps`` batches of its fit on the float32 array."""
+    data = images_uint8.astype("float32") / 255  # the example's preprocessing, outside the timing
+    vae = reference_vae()
+    vae.fit(data[: batch_size * 20], epochs=1, batch_size=batch_size, verbose=0)
+
+    def run() -> float:
+        start = time.perf_counter()
+        vae.fit(data[: steps * batch_size], epochs=1, batch_size=batch_size, verbose=0)
+        return steps * batch_size / (time.perf_counter() - start)
+
+    return run
+
+
+def ours_runner(images_uint8: np.ndarray, steps: int, config, train):
+    """A warmed-up model of ours; calling the result times ``steps`` batches of its fit on our pipeline."""
+    from vaelab.training import build_vae, train_dataset
+
+    vae = build_vae(config, train)
+    vae.fit(train_dataset(images_uint8, train.batch_size, train.seed, 0, 1), steps_per_epoch=20, epochs=1, verbose=0)
+
+    def run() -> float:
+        start = time.perf_counter()
+        vae.fit(train_dataset(images_uint8, train.batch_size, train.seed, 0, 1), steps_per_epoch=steps,
+                epochs=1, verbose=0)
+        return steps * train.batch_size / (time.perf_counter() - start)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="batches of 128 per timed run (default 100)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed runs of each model (default 3)")
+    parser.add_argument("--skip-defaults", action="store_true", help="only the comparison with the reference")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from vaelab.models import ArchConfig
+    from vaelab.params import load_params
+    from vaelab.training import TrainConfig
+
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)
+    rng = np.random.default_rng(0)
+    n_mnist, n_cifar = 60_000, 50_000
+    mnist_like = rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8)
+    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
+    print(f"device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}")
+
+    train = TrainConfig(epochs=1, batch_size=128, learning_rate=1e-3, seed=0)
+    same = ArchConfig(image_shape=(28, 28, 1), latent_dim=2, hidden_dim=16, architecture="conv",
+                      filters=(32, 64), likelihood="bernoulli")
+    # Interleaved rounds, median of each: the two see the same background load.
+    run_reference = reference_runner(mnist_like, args.steps)
+    run_ours = ours_runner(mnist_like, args.steps, same, train)
+    reference, ours = [], []
+    for _ in range(args.rounds):
+        reference.append(run_reference())
+        ours.append(run_ours())
+    reference_rate, ours_rate = float(np.median(reference)), float(np.median(ours))
+    print(f"reference Keras example conv VAE, 28x28x1: {reference_rate:8.0f} images/s "
+          f"(rounds: {', '.join(f'{r:.0f}' for r in reference)})")
+    print(f"ours, same architecture, 28x28x1:          {ours_rate:8.0f} images/s "
+          f"(rounds: {', '.join(f'{r:.0f}' for r in ours)})")
+    print(f"ratio ours / reference: {ours_rate / reference_rate:.2f}x (target >= 1.5x)")
+
+    if not args.skip_defaults:
+        params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+        default = TrainConfig(epochs=1, batch_size=params.batch_size, learning_rate=params.learning_rate, seed=0)
+        cifar_like = rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)
+        for name, images, architecture in (("MNIST", mnist_like, "mlp"), ("MNIST", mnist_like, "conv"),
+                                           ("CIFAR-10", cifar_like, "mlp"), ("CIFAR-10", cifar_like, "conv")):
+            config = ArchConfig(image_shape=images.shape[1:], latent_dim=params.latent_dim,
+                                hidden_dim=params.hidden_dim, architecture=architecture,
+                                filters=params.conv.filters, dropout=params.conv.dropout)
+            rate = ours_runner(images, args.steps, config, default)()
+            full = 60_000 if name == "MNIST" else 50_000
+            print(f"ours, default params, {name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s}: "
+                  f"{rate:8.0f} images/s = {full / rate:6.1f} s per epoch of {full:,} images")
+    print(f"reproduce: python benchmarks/bench_train.py --steps {args.steps} --rounds {args.rounds}")
+
+
+if __name__ == "__main__":
+    main()

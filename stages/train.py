@@ -1,0 +1,47 @@
+"""train stage: fit the dataset's VAE and write the model folder and the per-epoch history.
+
+    python -m stages.train --dataset mnist --data data/prepared/mnist.npz --out models/mnist \
+        --history plots/mnist/history.csv --backup checkpoints/mnist [--params params.yaml]
+
+An interrupted run resumes from ``--backup`` (a folder DVC does not own) at the last finished
+epoch; the backup is deleted once the outputs are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from vaelab.errors import VaelabError, run_cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="name of an entry under datasets: in params.yaml")
+    parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--history", required=True, help="per-epoch history CSV to write")
+    parser.add_argument("--backup", required=True, help="folder for the per-epoch backup (resume)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from vaelab.data import load_prepared
+    from vaelab.models import arch_config
+    from vaelab.params import load_params
+    from vaelab.training import check_training_inputs, run_training, train_config
+
+    params = load_params(args.params)
+    dataset = params.dataset(args.dataset)
+    train = train_config(params)
+    data = load_prepared(args.data)
+    # Every check that can fail runs before TensorFlow is even imported.
+    check_training_inputs(train, len(data.x_train), len(data.x_test), args.dataset)
+    config = arch_config(params, dataset, data.image_shape)
+    if os.path.abspath(args.backup) in (os.path.abspath(args.out), os.path.abspath(args.history)):
+        raise VaelabError(f"--backup {args.backup} must differ from --out and --history")
+
+    run_training(data.x_train, data.x_test, config, train, args.out, args.history, args.backup, dataset=args.dataset)
+
+
+if __name__ == "__main__":
+    run_cli(main)

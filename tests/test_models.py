@@ -1,0 +1,102 @@
+"""Architectures for every image geometry, the ArchConfig contract, and the public model API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vaelab.errors import VaelabError
+from vaelab.models import (ArchConfig, Vae, arch_config, build_decoder, build_encoder, decode_uint8, encode_mean,
+                           load_vae, reconstruct_uint8, sample_prior, save_vae)
+from vaelab.params import parse_params
+
+GEOMETRIES = [(28, 28, 1), (32, 32, 3), (64, 64, 3), (92, 92, 3), (128, 128, 3)]
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("shape", GEOMETRIES, ids=lambda s: "x".join(map(str, s)))
+def test_shapes_for_every_geometry(shape, architecture):
+    config = ArchConfig(shape, latent_dim=3, hidden_dim=8, architecture=architecture, filters=(4, 4, 4))
+    encoder, decoder = build_encoder(config), build_decoder(config)
+    images = np.zeros((2, *shape), np.float32)
+    mean, log_var = encoder(images)
+    assert tuple(mean.shape) == (2, 3) and tuple(log_var.shape) == (2, 3)
+    assert tuple(decoder(np.zeros((2, 3), np.float32)).shape) == (2, *shape)
+
+
+def test_odd_sizes_crop_back_and_hidden_dim_is_used_by_conv():
+    config = ArchConfig((92, 92, 3), latent_dim=2, hidden_dim=7, architecture="conv", filters=(4, 8, 16))
+    assert config.bottleneck_shape == (12, 12, 16)  # 92 -> 46 -> 23 -> 12
+    decoder = build_decoder(config)
+    assert decoder.get_layer("crop").output.shape[1:] == (92, 92, 3)
+    assert build_encoder(config).get_layer("hidden").units == 7
+    assert decoder.get_layer("hidden").units == 7
+
+
+def test_config_json_round_trip_and_from_params():
+    params = parse_params({
+        "seed": 1, "latent_dim": 4, "hidden_dim": 16, "epochs": 1, "batch_size": 2, "learning_rate": 0.01,
+        "datasets": {"c": {"data": {"kind": "caltech101", "image_size": 92},
+                           "model": {"architecture": "conv", "likelihood": "gaussian"}}},
+        "conv": {"filters": [8, 16], "dropout": 0.25},
+    })
+    config = arch_config(params, params.dataset("c"), (92, 92, 3))
+    assert config == ArchConfig((92, 92, 3), 4, 16, "conv", (8, 16), 0.25, "gaussian")
+    assert ArchConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"architecture": "resnet"}, "unknown architecture 'resnet'"),
+    ({"likelihood": "poisson"}, "unknown likelihood"),
+    ({"latent_dim": 0}, "latent_dim = 0"),
+    ({"image_shape": (28, 28, 2)}, "not \\(H, W, 1\\|3\\)"),
+])
+def test_bad_configs_are_refused(bad, match):
+    kwargs = {"image_shape": (28, 28, 1), "latent_dim": 2, "hidden_dim": 8, **bad}
+    with pytest.raises(VaelabError, match=match):
+        ArchConfig(**kwargs)
+
+
+@pytest.mark.parametrize("architecture, likelihood, shape", [
+    ("mlp", "bernoulli", (12, 12, 1)),
+    ("conv", "gaussian", (10, 10, 3)),
+])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, architecture, likelihood, shape):
+    config = ArchConfig(shape, latent_dim=2, hidden_dim=8, architecture=architecture, filters=(4, 8),
+                        dropout=0.2 if architecture == "conv" else 0.0, likelihood=likelihood)
+    vae = Vae(build_encoder(config), build_decoder(config), config)
+    save_vae(vae, tmp_path)
+    loaded = load_vae(tmp_path)
+    assert loaded.config == config
+    images = np.random.default_rng(0).integers(0, 256, (5, *shape), dtype=np.uint8)
+    z = sample_prior(2, 5, seed=0)
+    np.testing.assert_array_equal(encode_mean(loaded, images), encode_mean(vae, images))
+    np.testing.assert_array_equal(np.asarray(loaded.decoder(z)), np.asarray(vae.decoder(z)))
+    np.testing.assert_array_equal(decode_uint8(loaded, z), decode_uint8(vae, z))
+    np.testing.assert_array_equal(reconstruct_uint8(loaded, images), reconstruct_uint8(vae, images))
+
+
+def test_public_api_shapes_and_dtypes():
+    config = ArchConfig((8, 8, 3), latent_dim=3, hidden_dim=8)
+    vae = Vae(build_encoder(config), build_decoder(config), config)
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)
+    means = encode_mean(vae, images, batch_size=3)
+    assert means.shape == (7, 3) and means.dtype == np.float32
+    np.testing.assert_allclose(means, encode_mean(vae, images, batch_size=7), rtol=1e-5, atol=1e-6)
+    decoded = decode_uint8(vae, sample_prior(3, 4, seed=1), batch_size=3)
+    assert decoded.shape == (4, 8, 8, 3) and decoded.dtype == np.uint8
+    assert reconstruct_uint8(vae, images).shape == images.shape
+    with pytest.raises(VaelabError, match="do not fit"):
+        encode_mean(vae, np.zeros((2, 9, 9, 3), np.uint8))
+
+
+def test_sample_prior_is_seeded():
+    a = sample_prior(4, 16, seed=5)
+    assert a.shape == (16, 4) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, sample_prior(4, 16, seed=5))
+    assert not np.array_equal(a, sample_prior(4, 16, seed=6))
+
+
+def test_load_vae_names_missing_files(tmp_path):
+    with pytest.raises(VaelabError, match="lacks encoder.keras"):
+        load_vae(tmp_path)

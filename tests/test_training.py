@@ -1,0 +1,219 @@
+"""Training: learning, determinism, resume after interruption, the NaN guard, bad params and
+the train stage's outputs. Tiny images (10x10) and tiny networks keep each fit to seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from vaelab.data import PreparedData, save_prepared
+from vaelab.errors import VaelabError
+from vaelab.models import ArchConfig, load_vae, decode_uint8
+from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, read_backup, read_history_csv,
+                             run_training, train_dataset, train_vae)
+
+SHAPE = (10, 10, 1)
+# conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
+# layers' own random streams in the determinism and resume tests.
+CONV = ArchConfig(SHAPE, latent_dim=2, hidden_dim=16, architecture="conv", filters=(4, 8), dropout=0.1)
+TRAIN = TrainConfig(epochs=4, batch_size=32, learning_rate=3e-3, seed=11)
+
+
+def learnable_images(n: int, seed: int) -> np.ndarray:
+    """uint8 (n, 10, 10, 1): a bright square at one of four places, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 30, (n, *SHAPE), dtype=np.uint8)
+    for i, corner in enumerate(rng.integers(0, 4, n)):
+        r, c = divmod(int(corner), 2)
+        images[i, 5 * r: 5 * r + 5, 5 * c: 5 * c + 5] = 230
+    return images
+
+
+X_TRAIN, X_TEST = learnable_images(200, 0), learnable_images(40, 1)
+
+
+def weights_of(result) -> list[np.ndarray]:
+    return [np.asarray(v) for v in result.model.weights]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return train_vae(X_TRAIN, X_TEST, CONV, TRAIN, tmp_path_factory.mktemp("b") / "backup", verbose=0)
+
+
+def test_loss_falls_and_history_has_every_column(uninterrupted):
+    history = uninterrupted.history
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert all(set(row) == set(HISTORY_COLUMNS) for row in history)
+    assert history[-1]["loss"] < history[0]["loss"] - 5
+    assert history[-1]["val_loss"] < history[0]["val_loss"] - 5
+    for row in history:
+        assert row["loss"] == pytest.approx(row["reconstruction"] + row["kl"], rel=1e-5)
+    assert uninterrupted.progress.shape == (4, 16, *SHAPE) and uninterrupted.progress.dtype == np.uint8
+    # The last progress frame is the final decoder on the fixed prior points.
+    np.testing.assert_array_equal(uninterrupted.progress[-1],
+                                  decode_uint8(uninterrupted.vae, uninterrupted.progress_latents))
+
+
+def test_same_seed_gives_identical_history_and_weights(uninterrupted, tmp_path):
+    again = train_vae(X_TRAIN, X_TEST, CONV, TRAIN, tmp_path / "backup", verbose=0)
+    assert again.history == uninterrupted.history
+    for a, b in zip(weights_of(again), weights_of(uninterrupted)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.progress, uninterrupted.progress)
+
+
+def test_resume_after_interruption_equals_uninterrupted(uninterrupted, tmp_path):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after the backup of epoch 2 was written
+                raise KeyboardInterrupt("simulated interruption")
+
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(X_TRAIN, X_TEST, CONV, TRAIN, backup, verbose=0, callbacks=[Interrupt()])
+    assert json.loads((backup / "state.json").read_text())["epoch"] == 2
+
+    out, history = tmp_path / "model", tmp_path / "history.csv"
+    resumed = run_training(X_TRAIN, X_TEST, CONV, TRAIN, out, history, backup, verbose=0, log=lambda _: None)
+    assert resumed.resumed_from_epoch == 2
+    assert resumed.history == uninterrupted.history
+    for a, b in zip(weights_of(resumed), weights_of(uninterrupted)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.progress, uninterrupted.progress)
+    # The stage's outputs: history CSV with every epoch, model folder, and no backup left.
+    assert read_history_csv(history) == uninterrupted.history
+    assert history.read_text().splitlines()[0] == ",".join(HISTORY_COLUMNS)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "decoder.keras", "encoder.keras", "progress.npy", "progress_latents.npy"]
+    np.testing.assert_array_equal(np.load(out / "progress.npy"), uninterrupted.progress)
+    assert not backup.exists()
+    loaded = load_vae(out)
+    np.testing.assert_array_equal(decode_uint8(loaded, resumed.progress_latents), uninterrupted.progress[-1])
+
+
+def test_backup_of_other_settings_is_ignored(uninterrupted, tmp_path):
+    from vaelab.training import fingerprint
+
+    other = TrainConfig(epochs=4, batch_size=32, learning_rate=1e-3, seed=11)
+    assert fingerprint(X_TRAIN, X_TEST, CONV, other) != fingerprint(X_TRAIN, X_TEST, CONV, TRAIN)
+    assert read_backup(tmp_path, "anything") is None  # no backup at all
+
+
+def test_foreign_backup_folder_is_refused(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "thesis.tex").write_text("precious")
+    with pytest.raises(VaelabError, match="holds other files"):
+        train_vae(X_TRAIN, X_TEST, CONV, TRAIN, tmp_path / "backup", verbose=0)
+    assert (tmp_path / "backup" / "thesis.tex").exists()
+
+
+def test_nan_loss_stops_with_dataset_and_epoch_and_writes_nothing(tmp_path):
+    import keras
+
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                weights = self.model.decoder.get_layer("hidden").kernel
+                weights.assign(np.full(weights.shape, np.nan, np.float32))
+
+    mlp = ArchConfig(SHAPE, latent_dim=2, hidden_dim=8)
+    out, history = tmp_path / "model", tmp_path / "history.csv"
+    with pytest.raises(VaelabError, match=r"training diverged on dataset toy at epoch 2: loss is nan; lower learning_rate"):
+        run_training(X_TRAIN, X_TEST, mlp, TrainConfig(epochs=3, batch_size=50, learning_rate=1e-3, seed=0),
+                     out, history, tmp_path / "backup", dataset="toy", verbose=0, callbacks=[Poison()])
+    assert not out.exists() and not history.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup"]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("train, n_train, match", [
+    (TrainConfig(epochs=1, batch_size=201, learning_rate=1e-3, seed=0), 200, "batch_size = 201 is larger than the 200"),
+    (TrainConfig(epochs=1, batch_size=8, learning_rate=0.0, seed=0), 200, "learning_rate = 0.0"),
+    (TrainConfig(epochs=0, batch_size=8, learning_rate=1e-3, seed=0), 200, "epochs = 0"),
+    (TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, seed=0), 0, "0 training"),
+])
+def test_bad_training_settings_are_refused(train, n_train, match):
+    with pytest.raises(VaelabError, match=match):
+        check_training_inputs(train, n_train, 10, "toy")
+
+
+def test_pipeline_is_a_pure_function_of_seed_and_epoch():
+    x = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1)
+    whole = [b.numpy().ravel() for b in train_dataset(x, 8, seed=3, start_epoch=0, epochs=3)]
+    tail = [b.numpy().ravel() for b in train_dataset(x, 8, seed=3, start_epoch=2, epochs=3)]
+    assert len(whole) == 15 and len(tail) == 5
+    for a, b in zip(whole[10:], tail):
+        np.testing.assert_array_equal(a, b)
+    epoch0 = np.sort(np.concatenate(whole[:5]) * 255)
+    np.testing.assert_allclose(epoch0, np.arange(40), atol=1e-4)  # a permutation, scaled to [0, 1]
+    assert not np.array_equal(np.concatenate(whole[:5]), np.concatenate(whole[5:10]))  # reshuffled
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage CLI
+
+
+def _params(tmp_path: Path, **overrides) -> Path:
+    raw = {
+        "seed": 3, "latent_dim": 2, "hidden_dim": 8, "epochs": 2, "batch_size": 50, "learning_rate": 0.001,
+        "beta": 1.0, "datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp"}}},
+        "conv": {"filters": [4, 8]}, **overrides,
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _prepared(tmp_path: Path) -> Path:
+    path = tmp_path / "toy.npz"
+    save_prepared(PreparedData(X_TRAIN, np.zeros(200, np.int64), X_TEST, np.zeros(40, np.int64), ("a",)), path)
+    return path
+
+
+def _stage_args(tmp_path: Path, params: Path) -> list[str]:
+    return ["--dataset", "toy", "--data", str(_prepared(tmp_path)), "--out", str(tmp_path / "models" / "toy"),
+            "--history", str(tmp_path / "plots" / "toy" / "history.csv"), "--backup", str(tmp_path / "ckpt" / "toy"),
+            "--params", str(params)]
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"batch_size": 500}, "batch_size = 500 is larger than the 200 training images of dataset toy"),
+    ({"latent_dim": 0}, "latent_dim = 0"),
+    ({"datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "resnet"}}}}, "architecture"),
+])
+def test_stage_refuses_bad_params_before_any_work(tmp_path, overrides, match):
+    from stages import train as stage
+
+    with pytest.raises(VaelabError, match=match):
+        stage.main(_stage_args(tmp_path, _params(tmp_path, **overrides)))
+    assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_stage_cli_writes_model_and_history(tmp_path):
+    args = _stage_args(tmp_path, _params(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "stages.train", *args], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch 2/2" in result.stdout  # Keras' per-epoch progress lines
+    rows = read_history_csv(tmp_path / "plots" / "toy" / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    vae = load_vae(tmp_path / "models" / "toy")
+    assert vae.config.image_shape == SHAPE and vae.config.architecture == "mlp"
+    assert np.load(tmp_path / "models" / "toy" / "progress.npy").shape == (2, 16, *SHAPE)
+    assert np.load(tmp_path / "models" / "toy" / "progress_latents.npy").shape == (16, 2)
+    assert not (tmp_path / "ckpt" / "toy").exists()
+
+    bad = subprocess.run([sys.executable, "-m", "stages.train", *_stage_args(tmp_path, _params(tmp_path, batch_size=999))],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: batch_size = 999 is larger than")

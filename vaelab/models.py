@@ -1,0 +1,285 @@
+"""VAE networks (Keras 3): the architecture description, the encoder/decoder builders, and the
+public API the later stages use to load a trained model and run it.
+
+The model of Kingma & Welling (2014), "Auto-Encoding Variational Bayes": a Gaussian encoder
+q(z|x) = N(mean(x), diag(exp(log_var(x)))), a standard normal prior p(z) = N(0, I) and a
+decoder p(x|z) that is Bernoulli (the decoder outputs logits) or Gaussian with a fixed
+variance (the decoder outputs the mean; see :data:`vaelab.losses.GAUSSIAN_SIGMA`).
+
+Encoder and decoder are two plain functional Keras models made only of built-in layers, so
+``keras.models.load_model`` reads them back without custom objects:
+
+* encoder: float32 images in [0, 1], (N, H, W, C) -> [mean (N, L), log_var (N, L)];
+* decoder: z (N, L) -> (N, H, W, C) logits (bernoulli) or means (gaussian).
+
+The reparameterised sample z = mean + exp(log_var / 2) * eps lives in the training model
+(:class:`vaelab.training.VAE`), not in the saved encoder.
+
+TensorFlow/Keras are imported inside the functions that need them, so importing this module
+(e.g. for :class:`ArchConfig` or :func:`sample_prior`) is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelab.errors import VaelabError
+
+ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+ENCODER_FILE = "encoder.keras"
+DECODER_FILE = "decoder.keras"
+CONFIG_FILE = "config.json"
+PROGRESS_FILE = "progress.npy"
+PROGRESS_LATENTS_FILE = "progress_latents.npy"
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """The architecture of one VAE, described once; saved beside the model as ``config.json``.
+
+    image_shape: (H, W, C) of the images; latent_dim: L; hidden_dim: width of the dense
+    hidden layer (mlp: the one hidden layer; conv: the dense layer between the convolutions
+    and the latent space); filters: channels of the stride-2 convolutions (conv only, one per
+    halving of the image); dropout: rate after the dense hidden layers (conv only, 0 = none).
+    """
+
+    image_shape: tuple[int, int, int]
+    latent_dim: int
+    hidden_dim: int
+    architecture: str = "mlp"
+    filters: tuple[int, ...] = (32, 64, 128)
+    dropout: float = 0.0
+    likelihood: str = "bernoulli"
+
+    def __post_init__(self) -> None:
+        # Tuples even when built from JSON lists, so configs compare and hash by value.
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        if self.architecture not in ARCHITECTURES:
+            raise VaelabError(
+                f"unknown architecture {self.architecture!r}; allowed: {' | '.join(ARCHITECTURES)} "
+                f"(set datasets.<name>.model.architecture in params.yaml)"
+            )
+        if self.likelihood not in LIKELIHOODS:
+            raise VaelabError(
+                f"unknown likelihood {self.likelihood!r}; allowed: {' | '.join(LIKELIHOODS)} "
+                f"(set datasets.<name>.model.likelihood in params.yaml)"
+            )
+        if len(self.image_shape) != 3 or self.image_shape[2] not in (1, 3) or min(self.image_shape) < 1:
+            raise VaelabError(f"image shape {self.image_shape} is not (H, W, 1|3); re-run the preprocess stage")
+        for key in ("latent_dim", "hidden_dim"):
+            if getattr(self, key) < 1:
+                raise VaelabError(f"{key} = {getattr(self, key)} is invalid; set it to an integer >= 1 in params.yaml")
+        if self.architecture == "conv" and (not self.filters or min(self.filters) < 1):
+            raise VaelabError(f"conv.filters = {list(self.filters)} is invalid; use a non-empty list of positive integers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise VaelabError(f"conv.dropout = {self.dropout} is invalid; use a number >= 0 and < 1")
+
+    @property
+    def bottleneck_shape(self) -> tuple[int, int, int]:
+        """conv: (h, w, filters[-1]) after the strided convolutions; 'same' padding rounds up."""
+        h, w, _ = self.image_shape
+        for _ in self.filters:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return h, w, self.filters[-1]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArchConfig":
+        raw = json.loads(text)
+        return cls(**raw)
+
+
+def arch_config(params: Any, dataset: Any, image_shape: tuple[int, ...]) -> ArchConfig:
+    """The :class:`ArchConfig` for ``dataset`` (a DatasetParams) under ``params`` (Params) and
+    the prepared images' (H, W, C)."""
+    return ArchConfig(
+        image_shape=tuple(image_shape),
+        latent_dim=params.latent_dim,
+        hidden_dim=params.hidden_dim,
+        architecture=dataset.architecture,
+        filters=tuple(params.conv.filters),
+        dropout=params.conv.dropout if dataset.architecture == "conv" else 0.0,
+        likelihood=dataset.likelihood,
+    )
+
+
+def build_encoder(config: ArchConfig, dtype: str | None = None):
+    """Encoder network: (N, H, W, C) float in [0, 1] -> [mean (N, L), log_var (N, L)].
+
+    ``dtype`` is a Keras dtype policy for the hidden layers (e.g. "mixed_float16"); the two
+    outputs are always float32 so the loss is computed in full precision.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=config.image_shape, name="image")
+    x = inputs
+    if config.architecture == "mlp":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        for i, f in enumerate(config.filters):
+            x = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", dtype=dtype, name=f"conv_{i}")(x)
+        x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(x)
+    if config.dropout > 0:
+        x = layers.Dropout(config.dropout, name="dropout")(x)
+    mean = layers.Dense(config.latent_dim, dtype="float32", name="z_mean")(x)
+    log_var = layers.Dense(config.latent_dim, dtype="float32", name="z_log_var")(x)
+    return keras.Model(inputs, [mean, log_var], name="encoder")
+
+
+def build_decoder(config: ArchConfig, dtype: str | None = None):
+    """Decoder network: z (N, L) -> (N, H, W, C) Bernoulli logits or Gaussian means (float32).
+
+    conv: the mirror of the encoder; the transposed convolutions double the bottleneck up to
+    a multiple of 2^len(filters) and a Cropping2D trims it back to the exact input size
+    (e.g. 92 -> 46 -> 23 -> 12 down, 12 -> 96 up, cropped to 92).
+    """
+    import keras
+    from keras import layers
+
+    height, width, channels = config.image_shape
+    inputs = keras.Input(shape=(config.latent_dim,), name="z")
+    x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(inputs)
+    if config.dropout > 0:
+        x = layers.Dropout(config.dropout, name="dropout")(x)
+    if config.architecture == "mlp":
+        x = layers.Dense(height * width * channels, dtype="float32", name="pixels")(x)
+        outputs = layers.Reshape(config.image_shape, name="image")(x)
+    else:
+        h, w, f_last = config.bottleneck_shape
+        x = layers.Dense(h * w * f_last, activation="relu", dtype=dtype, name="unflatten_dense")(x)
+        x = layers.Reshape((h, w, f_last), name="unflatten")(x)
+        for i, f in enumerate(reversed(config.filters)):
+            x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", dtype=dtype,
+                                       name=f"deconv_{i}")(x)
+        x = layers.Conv2DTranspose(channels, 3, padding="same", dtype="float32", name="pixels")(x)
+        up_h, up_w = h * 2 ** len(config.filters), w * 2 ** len(config.filters)
+        if (up_h, up_w) != (height, width):
+            dh, dw = up_h - height, up_w - width
+            x = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name="crop")(x)
+        outputs = x
+    return keras.Model(inputs, outputs, name="decoder")
+
+
+@dataclass
+class Vae:
+    """A trained VAE as loaded from a model folder: the two networks and their config."""
+
+    encoder: Any
+    decoder: Any
+    config: ArchConfig
+
+
+def save_vae(vae: Vae, folder: str | Path) -> None:
+    """Write encoder.keras, decoder.keras and config.json into ``folder`` (which must exist).
+    Callers write into an :func:`vaelab.io.atomic_path` folder."""
+    folder = Path(folder)
+    vae.encoder.save(folder / ENCODER_FILE)
+    vae.decoder.save(folder / DECODER_FILE)
+    (folder / CONFIG_FILE).write_text(vae.config.to_json() + "\n")
+
+
+def load_vae(model_dir: str | Path) -> Vae:
+    """Load a model folder written by the train stage. A missing or damaged folder is a VaelabError."""
+    import keras
+
+    model_dir = Path(model_dir)
+    names = (ENCODER_FILE, DECODER_FILE, CONFIG_FILE)
+    missing = [n for n in names if not (model_dir / n).is_file()]
+    if missing:
+        raise VaelabError(
+            f"model folder {model_dir} lacks {', '.join(missing)}; run `dvc repro train@<dataset>` first"
+        )
+    try:
+        config = ArchConfig.from_json((model_dir / CONFIG_FILE).read_text())
+        encoder = keras.models.load_model(model_dir / ENCODER_FILE, compile=False)
+        decoder = keras.models.load_model(model_dir / DECODER_FILE, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise VaelabError(f"model folder {model_dir} is damaged ({error}); delete it and re-run the train stage") from None
+    return Vae(encoder=encoder, decoder=decoder, config=config)
+
+
+def _batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def images_to_float(images_uint8: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 in [0, 1]."""
+    return np.asarray(images_uint8, dtype=np.float32) / np.float32(255.0)
+
+
+def _check_images(vae: Vae, images: np.ndarray) -> None:
+    if images.ndim != 4 or tuple(images.shape[1:]) != vae.config.image_shape:
+        raise VaelabError(
+            f"images of shape {tuple(images.shape)} do not fit the model, which takes (N, {', '.join(map(str, vae.config.image_shape))})"
+        )
+
+
+def encode(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, H, W, C) -> (mean, log_var), each float32 (N, latent_dim)."""
+    images_uint8 = np.asarray(images_uint8)
+    _check_images(vae, images_uint8)
+    means, log_vars = [], []
+    for part in _batches(len(images_uint8), batch_size):
+        mean, log_var = vae.encoder(images_to_float(images_uint8[part]), training=False)
+        means.append(np.asarray(mean, dtype=np.float32))
+        log_vars.append(np.asarray(log_var, dtype=np.float32))
+    if not means:
+        empty = np.zeros((0, vae.config.latent_dim), np.float32)
+        return empty, empty.copy()
+    return np.concatenate(means), np.concatenate(log_vars)
+
+
+def encode_mean(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, latent_dim): the encoder mean of each image."""
+    return encode(vae, images_uint8, batch_size)[0]
+
+
+def decoder_mean(likelihood: str, outputs: np.ndarray) -> np.ndarray:
+    """Decoder outputs -> the mean of p(x|z) in [0, 1]: sigmoid of the logits (bernoulli) or
+    the Gaussian mean clipped to the pixel range (gaussian)."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if likelihood == "bernoulli":
+        # Stable sigmoid: exp of a non-positive number only.
+        e = np.exp(-np.abs(outputs))
+        return np.where(outputs >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+    return np.clip(outputs, 0.0, 1.0)
+
+
+def to_uint8(images01: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 0..255, rounded to nearest."""
+    return np.clip(np.rint(np.asarray(images01) * 255.0), 0, 255).astype(np.uint8)
+
+
+def decode_uint8(vae: Vae, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """float (N, latent_dim) -> uint8 (N, H, W, C): the decoder mean as an image."""
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != vae.config.latent_dim:
+        raise VaelabError(f"latent points of shape {z.shape} do not fit the model, which takes (N, {vae.config.latent_dim})")
+    parts = [to_uint8(decoder_mean(vae.config.likelihood, vae.decoder(z[part], training=False)))
+             for part in _batches(len(z), batch_size)]
+    if not parts:
+        return np.zeros((0, *vae.config.image_shape), np.uint8)
+    return np.concatenate(parts)
+
+
+def reconstruct_uint8(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 (N, H, W, C) -> uint8 (N, H, W, C): decoder mean at the encoder mean."""
+    return decode_uint8(vae, encode_mean(vae, images_uint8, batch_size), batch_size)
+
+
+def sample_prior(latent_dim: int, n: int, seed: int) -> np.ndarray:
+    """float32 (n, latent_dim) drawn from N(0, I) with numpy's PCG64 seeded by ``seed``."""
+    return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
