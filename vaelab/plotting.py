@@ -35,12 +35,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vaelab.errors import VaelabError
+from vaelab.training import HISTORY_COLUMNS  # the columns of plots/<dataset>/history.csv
 
 logger = logging.getLogger(__name__)
 
 DPI = 100
-# Columns the train stage writes to plots/<dataset>/history.csv (one row per epoch).
-HISTORY_COLUMNS = ("epoch", "loss", "reconstruction", "kl", "val_loss", "val_reconstruction", "val_kl")
 # Grey between tiles: visible on black MNIST backgrounds and on white photos alike.
 PAD_VALUE = 128
 # Every figure file make_figures may write, in the order it writes them.
