@@ -1,0 +1,138 @@
+"""End to end: the real `dvc` CLI on a temporary git copy of the project, fed tiny generated
+archives through the offline mirror and a test source table (their own real checksums).
+
+Asserts what DVC prints and writes: `dvc repro` runs every stage, `dvc exp run -S
+latent_dim=3` re-runs only training and what follows it, `dvc metrics diff` shows FID moving,
+and `dvc plots show` writes its HTML page with the declared plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests import archive_factory
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+# What a user's checkout holds: everything git tracks that the pipeline needs.
+PROJECT_FILES = ("stages", "vaelab", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+
+TINY_PARAMS = {
+    "seed": 7,
+    "latent_dim": 2,
+    "hidden_dim": 32,
+    "epochs": 2,
+    "batch_size": 32,
+    "learning_rate": 0.001,
+    "beta": 1.0,
+    "datasets": {"mnist": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "likelihood": "bernoulli"}}},
+    "conv": {"filters": [8, 16], "dropout": 0.0},
+    "fid": {"weights": "none", "num_samples": 64, "batch_size": 32, "image_size": 75},
+    "plots": {"tsne": False, "num_latent_points": 64},
+}
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed ({result.returncode}):\n{output[-4000:]}"
+    return output
+
+
+def _dvc(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], cwd, env)
+
+
+def _git(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    return _run(["git", *args], cwd, env)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git repo holding a copy of the project with tiny params, and the env pointing at a generated mirror."""
+    repo = tmp_path / "repo"
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        target = repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    (repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
+
+    mirror = tmp_path / "mirror"
+    files = archive_factory.write_mnist_like(mirror, n_train=96, n_test=48, seed=0)
+    table = archive_factory.write_source_table(tmp_path / "sources.json", {"mnist": files})
+
+    env = {
+        **os.environ,
+        "VAELAB_DATA_MIRROR": str(mirror),
+        "VAELAB_SOURCES": str(table),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    _git("init", "-q", cwd=repo, env=env)
+    _git("add", "-A", cwd=repo, env=env)
+    _git("commit", "-qm", "project", cwd=repo, env=env)
+    return repo, env
+
+
+def test_repro_exp_run_metrics_diff_and_plots(project):
+    repo, env = project
+
+    out = _dvc("repro", cwd=repo, env=env)
+    for stage in ("download", "preprocess", "train", "reference_stats", "evaluate", "plot"):
+        assert f"Running stage '{stage}@mnist'" in out
+
+    with np.load(repo / "data/prepared/mnist.npz") as prepared:
+        assert prepared["x_train"].shape == (96, 28, 28, 1) and prepared["x_train"].dtype == np.uint8
+        assert prepared["x_test"].shape == (48, 28, 28, 1)
+        assert list(prepared["class_names"]) == [str(d) for d in range(10)]
+    assert {p.name for p in (repo / "models/mnist").iterdir()} >= {"encoder.keras", "decoder.keras"}
+    history = (repo / "plots/mnist/history.csv").read_text().splitlines()
+    assert history[0].split(",")[0] == "epoch" and len(history) == 1 + TINY_PARAMS["epochs"]
+    metrics = json.loads((repo / "metrics/mnist.json").read_text())
+    for key in ("fid", "fid_reconstruction", "test_elbo", "test_reconstruction", "test_kl"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["fid"] > 0
+    assert metrics["test_elbo"] < 0  # a log-likelihood bound of 784 pixels
+    images = {p.name for p in (repo / "plots/mnist/images").iterdir()}
+    assert {"loss_curves.png", "samples.png", "reconstructions.png", "progress.gif"} <= images
+
+    # A second repro has nothing to do.
+    assert "Data and pipelines are up to date." in _dvc("repro", cwd=repo, env=env)
+
+    _git("add", "-A", cwd=repo, env=env)
+    _git("commit", "-qm", "baseline", cwd=repo, env=env)
+
+    out = _dvc("exp", "run", "-S", "latent_dim=3", cwd=repo, env=env)
+    for stage in ("download", "preprocess", "reference_stats"):
+        assert f"Stage '{stage}@mnist' didn't change, skipping" in out, out[-3000:]
+    for stage in ("train", "evaluate", "plot"):
+        assert f"Running stage '{stage}@mnist'" in out
+
+    diff = _dvc("metrics", "diff", "--json", cwd=repo, env=env)
+    changed = json.loads(diff)["metrics/mnist.json"]
+    assert "fid" in changed and changed["fid"]["diff"] != 0
+    assert changed["fid"]["old"] == pytest.approx(metrics["fid"])
+
+    exp_diff = _dvc("exp", "diff", cwd=repo, env=env)
+    assert "latent_dim" in exp_diff and "fid" in exp_diff
+
+    _dvc("plots", "show", "-o", "report", cwd=repo, env=env)
+    html = (repo / "report/index.html").read_text()
+    assert "plots/mnist/history.csv" in html
+    assert "progress.gif" in html and "samples.png" in html
