@@ -48,6 +48,8 @@ def test_project_params_are_valid(raw):
         (lambda r: r["fid"].update(weights="imagenet21k"), "fid.weights = 'imagenet21k'"),
         (lambda r: r["conv"].update(filters=[32, 0]), "conv.filters = [32, 0]"),
         (lambda r: r.update(datasets={}), "datasets = {}"),
+        (lambda r: r.update(mixed_precision="yes"), "mixed_precision = 'yes'"),
+        (lambda r: r["plots"].update(tsne=1), "plots.tsne = 1"),
     ],
 )
 def test_bad_values_name_key_and_value(raw, edit, needle):

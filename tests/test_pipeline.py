@@ -27,19 +27,17 @@ pytestmark = pytest.mark.slow
 # What a user's checkout holds: everything git tracks that the pipeline needs.
 PROJECT_FILES = ("stages", "vaelab", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
 
-TINY_PARAMS = {
-    "seed": 7,
-    "latent_dim": 2,
-    "hidden_dim": 32,
-    "epochs": 2,
-    "batch_size": 32,
-    "learning_rate": 0.001,
-    "beta": 1.0,
-    "datasets": {"mnist": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "likelihood": "bernoulli"}}},
-    "conv": {"filters": [8, 16], "dropout": 0.0},
-    "fid": {"weights": "none", "num_samples": 64, "batch_size": 32, "image_size": 75},
-    "plots": {"tsne": False, "num_latent_points": 64},
-}
+
+def tiny_params() -> dict:
+    """The project's params.yaml (so every key the stages declare is there), shrunk: MNIST only,
+    tiny models, 2 epochs, the random-weights Inception at its smallest input, few FID samples."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params.update(seed=7, latent_dim=2, hidden_dim=32, epochs=2, batch_size=32)
+    params["datasets"] = {"mnist": params["datasets"]["mnist"]}
+    params["conv"] = {"filters": [8, 16], "dropout": 0.0}
+    params["fid"] = {"weights": "none", "num_samples": 64, "batch_size": 32, "image_size": 75}
+    params["plots"] = {"tsne": False, "num_latent_points": 64}
+    return params
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -69,7 +67,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
-    (repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
 
     mirror = tmp_path / "mirror"
     files = archive_factory.write_mnist_like(mirror, n_train=96, n_test=48, seed=0)
@@ -103,7 +101,7 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
         assert list(prepared["class_names"]) == [str(d) for d in range(10)]
     assert {p.name for p in (repo / "models/mnist").iterdir()} >= {"encoder.keras", "decoder.keras"}
     history = (repo / "plots/mnist/history.csv").read_text().splitlines()
-    assert history[0].split(",")[0] == "epoch" and len(history) == 1 + TINY_PARAMS["epochs"]
+    assert history[0].split(",")[0] == "epoch" and len(history) == 1 + 2
     metrics = json.loads((repo / "metrics/mnist.json").read_text())
     for key in ("fid", "fid_reconstruction", "test_elbo", "test_reconstruction", "test_kl"):
         assert np.isfinite(metrics[key]), key

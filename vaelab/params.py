@@ -67,6 +67,7 @@ class Params:
     learning_rate: float
     beta: float
     datasets: dict[str, DatasetParams]
+    mixed_precision: bool = False
     conv: ConvParams = field(default_factory=ConvParams)
     fid: FidParams = field(default_factory=FidParams)
     plots: PlotParams = field(default_factory=PlotParams)
@@ -118,6 +119,13 @@ def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], prefix: 
     value = raw.get(key, default)
     if value not in choices:
         raise _fail(prefix + key, value, " | ".join(choices))
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, prefix: str = "", default: bool = False) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise _fail(prefix + key, value, "true | false")
     return value
 
 
@@ -177,7 +185,7 @@ def parse_params(raw: Any) -> Params:
     if not isinstance(raw, Mapping):
         raise VaelabError(f"params.yaml must be a mapping of settings, got {type(raw).__name__}")
     _check_keys(raw, {"seed", "latent_dim", "hidden_dim", "epochs", "batch_size", "learning_rate",
-                      "beta", "datasets", "conv", "fid", "plots"}, "")
+                      "beta", "mixed_precision", "datasets", "conv", "fid", "plots"}, "")
     datasets_raw = raw.get("datasets")
     if not isinstance(datasets_raw, Mapping) or not datasets_raw:
         raise _fail("datasets", datasets_raw, "a non-empty mapping of dataset name to settings")
@@ -196,9 +204,7 @@ def parse_params(raw: Any) -> Params:
     _check_keys(fid_raw, {"weights", "num_samples", "batch_size", "image_size"}, "fid.")
     plots_raw = _section(raw, "plots")
     _check_keys(plots_raw, {"tsne", "num_latent_points"}, "plots.")
-    tsne = plots_raw.get("tsne", False)
-    if not isinstance(tsne, bool):
-        raise _fail("plots.tsne", tsne, "true | false")
+    tsne = _bool(plots_raw, "tsne", "plots.")
 
     return Params(
         seed=_int(raw, "seed", minimum=0),
@@ -209,6 +215,7 @@ def parse_params(raw: Any) -> Params:
         learning_rate=_float(raw, "learning_rate", low=0.0),
         beta=_float(raw, "beta", low=0.0, low_inclusive=True, default=1.0),
         datasets={name: _dataset(name, value) for name, value in datasets_raw.items()},
+        mixed_precision=_bool(raw, "mixed_precision"),
         conv=ConvParams(
             filters=tuple(filters),
             dropout=_float(conv_raw, "dropout", "conv.", low=0.0, high=1.0, low_inclusive=True, default=0.0),

@@ -62,7 +62,7 @@ def train_config(params: Any) -> TrainConfig:
     return TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,
         seed=params.seed, beta=params.beta,
-        mixed_precision=bool(getattr(params, "mixed_precision", False)),
+        mixed_precision=params.mixed_precision,
     )
 
 
@@ -388,12 +388,13 @@ def _log(message: str) -> None:
 
 def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train: TrainConfig,
               backup_dir: str | Path, dataset: str = "dataset", verbose: int | str | None = None,
-              callbacks: Sequence[Any] = ()) -> TrainResult:
+              callbacks: Sequence[Any] = (), strategy: Any = None) -> TrainResult:
     """Train a VAE on uint8 images ``x_train`` (N, H, W, C), validating on ``x_test`` every epoch.
 
     Backs up the state after every epoch into ``backup_dir`` and resumes from a backup made
     with the same settings. ``verbose``: Keras' fit verbosity (default: progress bar on a
     terminal, one line per epoch otherwise). ``callbacks``: extra Keras callbacks (tests).
+    ``strategy``: a ``tf.distribute`` strategy (default: :func:`distribution_strategy`).
     Raises VaelabError for unusable settings (before any work) and for a NaN/inf loss.
     """
     check_training_inputs(train, len(x_train), len(x_test), dataset)
@@ -419,7 +420,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     rows: list[dict[str, float]] = list(state["rows"]) if state else []
     frames: list[np.ndarray] = list(state["frames"]) if state else []
 
-    strategy = distribution_strategy()
+    strategy = strategy or distribution_strategy()
     with strategy.scope():
         model = build_vae(config, train)
     EpochRecorder, ResumableBackup = _callback_classes()
