@@ -212,6 +212,12 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
     assert 0 <= metrics["active_units"] <= 2
     assert metrics["fid_num_samples"] == 40 and metrics["feature_network"] == "keras.applications.InceptionV3"
 
+    # Reproducible: the same params and seed give the same metrics, to the last digit.
+    again = tmp_path / "metrics" / "again.json"
+    result = _stage("stages.evaluate", *args[:-1], str(again), "--params", str(params_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert again.read_text() == out.read_text()
+
     # Reference statistics made with other FID settings: one clear line, exit 1, nothing written.
     out.unlink()
     result = _stage("stages.evaluate", *args, "--params", str(_params(tmp_path, image_size=80)))
