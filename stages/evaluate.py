@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import argparse
 
+from vaelab.cli import stage_params, stage_parser
 from vaelab.errors import VaelabError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
+    parser = stage_parser(__doc__)
     parser.add_argument("--data", required=True, help="prepared .npz of the preprocess stage")
     parser.add_argument("--models", required=True, help="model folder of the train stage")
     parser.add_argument("--reference", required=True, help="reference statistics of the reference_stats stage")
     parser.add_argument("--out", required=True, help="metrics .json to write")
-    parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vaelab.params import load_params
-
     args = parse_args(argv)
-    params = load_params(args.params)
-    params.dataset(args.dataset)
+    params, _ = stage_params(args)
     fid = params.fid
 
     from vaelab.evaluation import check_reference, evaluate, load_reference, write_metrics

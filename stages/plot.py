@@ -11,31 +11,27 @@ The folder is built beside ``--out`` and renamed into place only when every figu
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from vaelab.cli import stage_params, stage_parser
 from vaelab.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="name of an entry under datasets: in params.yaml")
+    parser = stage_parser(__doc__)
     parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
     parser.add_argument("--models", required=True, help="model folder written by the train stage")
     parser.add_argument("--history", required=True, help="per-epoch history CSV written by the train stage")
     parser.add_argument("--out", required=True, help="folder of figures to write")
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
     from vaelab.data import load_prepared
     from vaelab.io import atomic_path
-    from vaelab.params import load_params
     from vaelab.plotting import FigureSettings, ModelFunctions, load_progress, make_figures, read_history
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    params = load_params(args.params)
-    params.dataset(args.dataset)  # an unknown name fails here, before any work
+    params, _ = stage_params(args)
     data = load_prepared(args.data)
     history = read_history(args.history)
     progress = load_progress(args.models)

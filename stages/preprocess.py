@@ -9,34 +9,25 @@ the work per dataset kind is described in :mod:`vaelab.preprocess`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from vaelab.cli import stage_params, stage_parser, stage_source_table
 from vaelab.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="a key under `datasets:` in params.yaml")
+    parser = stage_parser(__doc__)
     parser.add_argument("--raw", required=True, help="the download stage's folder (data/raw/<dataset>)")
     parser.add_argument("--out", required=True, help="the prepared file to write (data/prepared/<dataset>.npz)")
-    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     args = parser.parse_args(argv)
 
     from vaelab.data import save_prepared
-    from vaelab.download import sources_override_warning
-    from vaelab.params import load_params
     from vaelab.preprocess import prepare_dataset
-    from vaelab.sources import load_source_table
 
-    params = load_params(args.params)
-    dataset = params.dataset(args.dataset)
+    params, dataset = stage_params(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    warning = sources_override_warning()
-    if warning:
-        print(warning, file=sys.stderr)
-    data = prepare_dataset(dataset, args.raw, params.seed, table=load_source_table())
+    data = prepare_dataset(dataset, args.raw, params.seed, table=stage_source_table())
     save_prepared(data, args.out)
     logging.getLogger("stages.preprocess").info(
         "%s: %d train / %d test images of %s, %d classes -> %s", args.dataset, len(data.x_train),

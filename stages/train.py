@@ -9,29 +9,25 @@ epoch; the backup is deleted once the outputs are written.
 
 from __future__ import annotations
 
-import argparse
 import os
 
+from vaelab.cli import stage_params, stage_parser
 from vaelab.errors import VaelabError, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="name of an entry under datasets: in params.yaml")
+    parser = stage_parser(__doc__)
     parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--history", required=True, help="per-epoch history CSV to write")
     parser.add_argument("--backup", required=True, help="folder for the per-epoch backup (resume)")
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
     from vaelab.data import load_prepared
     from vaelab.models import arch_config
-    from vaelab.params import load_params
     from vaelab.training import check_training_inputs, run_training, train_config
 
-    params = load_params(args.params)
-    dataset = params.dataset(args.dataset)
+    params, dataset = stage_params(args)
     train = train_config(params)
     data = load_prepared(args.data)
     # Every check that can fail runs before TensorFlow is even imported.

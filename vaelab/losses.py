@@ -82,7 +82,7 @@ def elbo_terms(vae: Any, images_uint8: np.ndarray, seed: int, beta: float = 1.0,
     ``elbo`` = -(reconstruction + kl) and ``loss`` = reconstruction + beta * kl (the training
     objective).
     """
-    from vaelab.models import encode, images_to_float
+    from vaelab.models import batch_slices, encode, images_to_float
 
     images_uint8 = np.asarray(images_uint8)
     mean, log_var = encode(vae, images_uint8, batch_size)
@@ -90,8 +90,7 @@ def elbo_terms(vae: Any, images_uint8: np.ndarray, seed: int, beta: float = 1.0,
     z = mean + np.exp(0.5 * log_var) * eps
     kl = np.asarray(kl_per_image(mean, log_var), dtype=np.float64)
     rec = []
-    for start in range(0, len(z), batch_size):
-        part = slice(start, start + batch_size)
+    for part in batch_slices(len(z), batch_size):
         outputs = vae.decoder(z[part], training=False)
         x = images_to_float(images_uint8[part])
         rec.append(np.asarray(reconstruction_nll_per_image(vae.config.likelihood, x, outputs), dtype=np.float64))

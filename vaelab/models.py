@@ -210,7 +210,8 @@ def load_vae(model_dir: str | Path) -> Vae:
     return Vae(encoder=encoder, decoder=decoder, config=config)
 
 
-def _batches(n: int, batch_size: int):
+def batch_slices(n: int, batch_size: int):
+    """Consecutive slices of ``range(n)``, ``batch_size`` long (the last one shorter)."""
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
 
@@ -232,7 +233,7 @@ def encode(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[n
     images_uint8 = np.asarray(images_uint8)
     _check_images(vae, images_uint8)
     means, log_vars = [], []
-    for part in _batches(len(images_uint8), batch_size):
+    for part in batch_slices(len(images_uint8), batch_size):
         mean, log_var = vae.encoder(images_to_float(images_uint8[part]), training=False)
         means.append(np.asarray(mean, dtype=np.float32))
         log_vars.append(np.asarray(log_var, dtype=np.float32))
@@ -269,7 +270,7 @@ def decode_uint8(vae: Vae, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
     if z.ndim != 2 or z.shape[1] != vae.config.latent_dim:
         raise VaelabError(f"latent points of shape {z.shape} do not fit the model, which takes (N, {vae.config.latent_dim})")
     parts = [to_uint8(decoder_mean(vae.config.likelihood, vae.decoder(z[part], training=False)))
-             for part in _batches(len(z), batch_size)]
+             for part in batch_slices(len(z), batch_size)]
     if not parts:
         return np.zeros((0, *vae.config.image_shape), np.uint8)
     return np.concatenate(parts)

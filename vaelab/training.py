@@ -29,7 +29,6 @@ import numpy as np
 
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_path
-from vaelab.losses import elbo_terms  # noqa: F401  (re-exported: part of the public API)
 from vaelab.models import (PROGRESS_FILE, PROGRESS_LATENTS_FILE, ArchConfig, Vae, build_decoder,
                            build_encoder, decoder_mean, sample_prior, save_vae, to_uint8)
 
