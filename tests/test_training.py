@@ -3,6 +3,7 @@ the train stage's outputs. Tiny images (10x10) and tiny networks keep each fit t
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from tests.conftest import PROJECT_ROOT
 from vaelab.data import PreparedData, save_prepared
 from vaelab.errors import VaelabError
 from vaelab.models import ArchConfig, load_vae, decode_uint8
-from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, read_backup, read_history_csv,
+from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, read_backup,
                              run_training, train_dataset, train_vae)
 
 SHAPE = (10, 10, 1)
@@ -37,6 +38,12 @@ def learnable_images(n: int, seed: int) -> np.ndarray:
 
 
 X_TRAIN, X_TEST = learnable_images(200, 0), learnable_images(40, 1)
+
+
+def read_history_csv(path: Path) -> list[dict[str, float]]:
+    """The history CSV as rows like TrainResult.history (the stages read it with plotting.read_history)."""
+    with open(path, newline="") as handle:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def weights_of(result) -> list[np.ndarray]:

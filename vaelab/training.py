@@ -464,11 +464,6 @@ def write_history_csv(rows: Sequence[dict[str, float]], path: str | Path) -> Non
                 writer.writerow([int(row["epoch"])] + [repr(float(row[k])) for k in HISTORY_COLUMNS[1:]])
 
 
-def read_history_csv(path: str | Path) -> list[dict[str, float]]:
-    with open(path, newline="") as handle:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
 def write_outputs(result: TrainResult, out_dir: str | Path, history_csv: str | Path) -> None:
     """The model folder (encoder.keras, decoder.keras, config.json, progress.npy,
     progress_latents.npy) and the history CSV, each written atomically."""
