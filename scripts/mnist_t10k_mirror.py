@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.archive_factory import idx_bytes, write_source_table
-from vaelab.download import checksum_matches
+from vaelab.download import checksum_matches, local_source
 from vaelab.errors import VaelabError, run_cli
 from vaelab.images import stratified_split
-from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
-from vaelab.sources import SOURCES
+from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, idx_bytes, read_idx
+from vaelab.sources import SOURCES, save_source_table
 
 NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -56,7 +55,7 @@ def main() -> None:
         # mtime=0: the same input gives byte-identical files, hence the same checksums.
         path.write_bytes(gzip.compress(idx_bytes(np.ascontiguousarray(array)), mtime=0))
         paths.append(path)
-    table = write_source_table(args.out / "sources.json", {"mnist": paths})
+    table = save_source_table(args.out / "sources.json", {"mnist": tuple(map(local_source, paths))})
     print(f"wrote {len(train)} train and {len(test)} test digits to {folder}, source table {table}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import tarfile
 import zipfile
 from pathlib import Path
@@ -26,7 +25,9 @@ from typing import Iterable, Mapping
 import numpy as np
 from PIL import Image
 
-from vaelab.preprocess import CALTECH101_INNER_KEY, CALTECH101_TAR, CALTECH101_ZIP_MEMBER
+from vaelab.download import local_source
+from vaelab.preprocess import CALTECH101_INNER_KEY, CALTECH101_TAR, CALTECH101_ZIP_MEMBER, idx_bytes
+from vaelab.sources import SourceFile, save_source_table
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -94,13 +95,6 @@ def mnist_like_arrays(n_train: int, n_test: int, seed: int = 0) -> dict[str, np.
         out[f"x_{split}"] = x
         out[f"y_{split}"] = (np.arange(n) % 10).astype(np.uint8)[rng.permutation(n)]
     return out
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The uncompressed idx encoding of a uint8 array of 1 (labels) or 3 (images) dimensions."""
-    magic = {1: 2049, 3: 2051}[array.ndim]
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
 def write_mnist_like(folder: str | Path, n_train: int = 96, n_test: int = 48, seed: int = 0) -> list[Path]:
@@ -243,21 +237,15 @@ def write_source_table(path: str | Path, files_by_kind: Mapping[str, Iterable[st
     For Caltech101 the inner ``101_ObjectCategories.tar.gz`` md5 is added under the pseudo-kind
     ``caltech101_inner``, so the preprocess stage verifies it against the generated archive.
     """
-    table: dict[str, list[dict[str, object]]] = {}
+    table: dict[str, tuple[SourceFile, ...]] = {}
     for kind, files in files_by_kind.items():
-        entries = table.setdefault(kind, [])
-        for file in map(Path, files):
-            url = f"{base_url.rstrip('/')}/{file.name}" if base_url else file.resolve().as_uri()
-            entries.append({"filename": file.name, "urls": [url], "checksum": file_checksum(file, algorithm)})
-            if kind == "caltech101":
-                if file.name == CALTECH101_TAR:
-                    inner = file.read_bytes()
-                else:
-                    with zipfile.ZipFile(file) as archive:
-                        inner = archive.read(CALTECH101_ZIP_MEMBER)
-                table[CALTECH101_INNER_KEY] = [{"filename": CALTECH101_TAR, "urls": [],
-                                                "checksum": "md5:" + hashlib.md5(inner).hexdigest()}]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=2))
-    return path
+        files = [Path(f) for f in files]
+        table[kind] = tuple(local_source(f, algorithm, base_url) for f in files)
+        for file in files if kind == "caltech101" else ():
+            if file.name == CALTECH101_TAR:
+                inner = file.read_bytes()
+            else:
+                with zipfile.ZipFile(file) as archive:
+                    inner = archive.read(CALTECH101_ZIP_MEMBER)
+            table[CALTECH101_INNER_KEY] = (SourceFile(CALTECH101_TAR, (), "md5:" + hashlib.md5(inner).hexdigest()),)
+    return save_source_table(path, table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import subprocess
@@ -16,7 +17,7 @@ from tests import archive_factory
 from tests.conftest import PROJECT_ROOT
 from vaelab import download
 from vaelab.errors import VaelabError
-from vaelab.sources import SOURCES, SourceFile, load_source_table
+from vaelab.sources import SOURCES, SourceFile, load_source_table, save_source_table
 
 
 @pytest.fixture
@@ -30,6 +31,19 @@ def mnist_mirror(tmp_path):
 
 def _listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def test_local_source_and_saved_table_round_trip(tmp_path):
+    file = tmp_path / "data.bin"
+    file.write_bytes(b"vaelab")
+    source = download.local_source(file)
+    assert source == SourceFile("data.bin", (file.resolve().as_uri(),), archive_factory.file_checksum(file))
+    served = download.local_source(file, "md5", base_url="http://localhost:8000/files/")
+    assert served.urls == ("http://localhost:8000/files/data.bin",)
+    assert served.checksum == "md5:" + hashlib.md5(b"vaelab").hexdigest()
+    table_path = save_source_table(tmp_path / "t" / "sources.json", {"mnist": (source, served)})
+    loaded = load_source_table({"VAELAB_SOURCES": str(table_path)})
+    assert loaded["mnist"] == (source, served) and loaded["cifar10"] == SOURCES["cifar10"]
 
 
 def test_mirror_copy_verifies_and_removes_unlisted_files(tmp_path, mnist_mirror):

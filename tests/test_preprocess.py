@@ -62,6 +62,18 @@ def test_real_mnist_test_set(shared_mnist):
     assert x.max() == 255 and x.min() == 0
 
 
+def test_idx_bytes_reencodes_the_real_files_byte_for_byte(shared_mnist):
+    for name, magic in (("t10k-images-idx3-ubyte.gz", preprocess.IDX_IMAGES_MAGIC),
+                        ("t10k-labels-idx1-ubyte.gz", preprocess.IDX_LABELS_MAGIC)):
+        raw = gzip.decompress((shared_mnist / name).read_bytes())
+        assert preprocess.idx_bytes(preprocess.read_idx(shared_mnist / name, magic)) == raw
+
+
+def test_idx_bytes_refuses_other_ranks():
+    with pytest.raises(ValueError, match=r"got shape \(2, 2\)"):
+        preprocess.idx_bytes(np.zeros((2, 2), np.uint8))
+
+
 def test_idx_damage_is_a_clear_error(tmp_path):
     files = archive_factory.write_mnist_like(tmp_path, n_train=10, n_test=10)
     images_gz, labels_gz = files[0], files[1]
@@ -81,7 +93,7 @@ def test_idx_damage_is_a_clear_error(tmp_path):
         preprocess.prepare_idx(tmp_path, "mnist", "mnist")
 
     images_gz.write_bytes(good)
-    labels_gz.write_bytes(gzip.compress(archive_factory.idx_bytes(np.zeros(9, np.uint8))))
+    labels_gz.write_bytes(gzip.compress(preprocess.idx_bytes(np.zeros(9, np.uint8))))
     with pytest.raises(VaelabError, match="holds 10 images but .* 9 labels"):
         preprocess.prepare_idx(tmp_path, "mnist", "mnist")
 

@@ -110,6 +110,14 @@ def checksum_matches(path: str | Path, checksum: str) -> tuple[bool, str]:
     return actual == expected, f"{algorithm}:{actual}"
 
 
+def local_source(path: str | Path, algorithm: str = "sha256", base_url: str | None = None) -> SourceFile:
+    """A :class:`SourceFile` for a file on disk with its real checksum, served from
+    ``base_url + name`` if given, else from its ``file://`` URI (offline mirrors, tests)."""
+    path = Path(path)
+    url = f"{base_url.rstrip('/')}/{path.name}" if base_url else path.resolve().as_uri()
+    return SourceFile(path.name, (url,), f"{algorithm}:{file_digest(path, algorithm)}")
+
+
 def _mismatch(filename: str, expected: str, actual: str, origin: str) -> VaelabError:
     return VaelabError(
         f"checksum mismatch for {filename} (from {origin}): expected {expected}, got {actual}; "

@@ -104,6 +104,16 @@ def read_idx(path: str | Path, magic: int, dataset: str = "<dataset>") -> np.nda
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The uncompressed idx encoding of a uint8 array of 1 (labels) or 3 (images) dimensions;
+    :func:`read_idx` of its gzip gives ``array`` back (mirrors and tests write with it)."""
+    if array.ndim not in (1, 3):
+        raise ValueError(f"idx arrays here have 1 or 3 dimensions, got shape {array.shape}")
+    magic = IDX_LABELS_MAGIC if array.ndim == 1 else IDX_IMAGES_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
 def prepare_idx(raw_dir: str | Path, kind: str, dataset: str = "<dataset>") -> PreparedData:
     """MNIST / Fashion-MNIST from the four idx .gz files in ``raw_dir``: (N, 28, 28, 1) uint8."""
     raw_dir = Path(raw_dir)

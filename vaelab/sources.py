@@ -106,3 +106,13 @@ def load_source_table(env: dict[str, str] | None = None) -> dict[str, tuple[Sour
             f"{SOURCES_ENV}={table_path!r} is not a readable source table ({error}); unset it to use the canonical sources"
         ) from None
     return {**SOURCES, **override}
+
+
+def save_source_table(path: str | Path, table: dict[str, tuple[SourceFile, ...]]) -> Path:
+    """Write ``table`` as a ``VAELAB_SOURCES`` JSON file that :func:`load_source_table` reads back."""
+    raw = {kind: [{"filename": f.filename, "urls": list(f.urls), "checksum": f.checksum} for f in files]
+           for kind, files in table.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw, indent=2))
+    return path
