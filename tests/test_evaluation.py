@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 from vaelab.errors import VaelabError
 from vaelab.evaluation import (
-    ReferenceStats, active_units, check_reference, compute_reference, evaluate, load_reference,
+    active_units, check_reference, compute_reference, evaluate, load_reference,
     prior_sample_batches, save_reference, write_metrics,
 )
 from vaelab.features import build_stand_in_extractor
