@@ -11,18 +11,30 @@ decoder has one extra Dense(16) before the Dense 7*7*64, to mirror the encoder) 
 vaelab.training's step (logit-space loss) on vaelab's tf.data pipeline (uint8 gathered and
 scaled in the pipeline). Both train on the same 60,000 random 28x28 images in one process:
 after a warm-up, ``--rounds`` interleaved timed runs of ``--steps`` batches each (so both see
-the same background load), median images/s of each.
+the same background load), the best round's images/s of each (and the median).
 
-Also: absolute images/s of our default models (params.yaml: hidden 512, latent 2, conv
-filters [32, 64, 128]) on MNIST (28x28x1, mlp) and CIFAR-10 (32x32x3, conv) geometry.
+Ours is timed as it trains (float32), and beside it the levers a faster run could pull: one
+float32 batch cached in memory (no input work at all, the ceiling of any input pipeline),
+XLA (``jit_compile``), and ``mixed_precision`` (bfloat16 on a CPU, float16 on a GPU). Also:
+absolute images/s of our default models (params.yaml: hidden 512, latent 2, conv filters
+[32, 64, 128]) on MNIST (28x28x1) and CIFAR-10 (32x32x3) geometry, both architectures, in
+both precisions.
 
-    python benchmarks/bench_train.py                      # about 3 minutes on 2 CPU cores
+Arithmetic, counted by hand for the comparison's architecture (a multiply-add is 2 FLOPs):
+13.4 MFLOP per image forward, 10.8 of them in the two stride-2 transposed convolutions, so
+about 40 MFLOP per image per training step. At 1,900 images/s that is 76 GFLOP/s, a third
+to a half of the float32 peak of 2 Zen 3 cores (2 AVX2 FMA units: 157 to 224 GFLOP/s at 2.45
+to 3.5 GHz): on a CPU both models spend their time in the same oneDNN convolution kernels,
+which no input pipeline or compiler setting shortens.
+
+    python benchmarks/bench_train.py      # about 20 minutes on 2 CPU cores, half of it bfloat16 on AVX2
     python benchmarks/bench_train.py --steps 469 --rounds 1   # one full MNIST epoch each
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -126,17 +138,26 @@ def reference_runner(images_uint8: np.ndarray, steps: int, batch_size: int = 128
     return run
 
 
-def ours_runner(images_uint8: np.ndarray, steps: int, config, train):
-    """A warmed-up model of ours; calling the result times ``steps`` batches of its fit on our pipeline."""
+def ours_runner(images_uint8: np.ndarray, steps: int, config, train, cached_batch: bool = False):
+    """A warmed-up model of ours; calling the result times ``steps`` batches of its fit on our pipeline.
+
+    ``cached_batch``: fit on one float32 batch held in memory and repeated instead, so no input
+    work at all: the most that any input pipeline could give."""
     from vaelab.training import build_vae, train_dataset
 
+    if cached_batch:
+        import tensorflow as tf
+
+        batch = tf.constant(images_uint8[: train.batch_size].astype("float32") / 255)
+        batches = lambda: tf.data.Dataset.from_tensors(batch).repeat()  # noqa: E731
+    else:
+        batches = lambda: train_dataset(images_uint8, train.batch_size, train.seed, 0, 1)  # noqa: E731
     vae = build_vae(config, train)
-    vae.fit(train_dataset(images_uint8, train.batch_size, train.seed, 0, 1), steps_per_epoch=20, epochs=1, verbose=0)
+    vae.fit(batches(), steps_per_epoch=20, epochs=1, verbose=0)
 
     def run() -> float:
         start = time.perf_counter()
-        vae.fit(train_dataset(images_uint8, train.batch_size, train.seed, 0, 1), steps_per_epoch=steps,
-                epochs=1, verbose=0)
+        vae.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0)
         return steps * train.batch_size / (time.perf_counter() - start)
 
     return run
@@ -145,7 +166,7 @@ def ours_runner(images_uint8: np.ndarray, steps: int, config, train):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="batches of 128 per timed run (default 100)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed runs of each model (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed runs of each model (default 5)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the comparison with the reference")
     args = parser.parse_args()
 
@@ -154,7 +175,7 @@ def main() -> None:
 
     from vaelab.models import ArchConfig
     from vaelab.params import load_params
-    from vaelab.training import TrainConfig
+    from vaelab.training import TrainConfig, cpu_has_bfloat16, mixed_precision_policy
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)
@@ -167,19 +188,29 @@ def main() -> None:
     train = TrainConfig(epochs=1, batch_size=128, learning_rate=1e-3, seed=0)
     same = ArchConfig(image_shape=(28, 28, 1), latent_dim=2, hidden_dim=16, architecture="conv",
                       filters=(32, 64), likelihood="bernoulli")
-    # Interleaved rounds, median of each: the two see the same background load.
-    run_reference = reference_runner(mnist_like, args.steps)
-    run_ours = ours_runner(mnist_like, args.steps, same, train)
-    reference, ours = [], []
+    mixed = dataclasses.replace(train, mixed_precision=True)
+    # Interleaved rounds: all see the same background load. Beside ours as it
+    # trains, the two levers the target names: no input work at all (one cached batch) and XLA.
+    runners = {
+        "reference Keras example conv VAE": reference_runner(mnist_like, args.steps),
+        "ours, same architecture, float32": ours_runner(mnist_like, args.steps, same, train),
+        "ours, same, one cached batch (no input work)": ours_runner(mnist_like, args.steps, same, train, cached_batch=True),
+        "ours, same, XLA (jit_compile)": ours_runner(mnist_like, args.steps, same, dataclasses.replace(train, jit_compile=True)),
+        f"ours, same, mixed_precision ({mixed_precision_policy(mixed)})": ours_runner(mnist_like, args.steps, same, mixed),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
-        reference.append(run_reference())
-        ours.append(run_ours())
-    reference_rate, ours_rate = float(np.median(reference)), float(np.median(ours))
-    print(f"reference Keras example conv VAE, 28x28x1: {reference_rate:8.0f} images/s "
-          f"(rounds: {', '.join(f'{r:.0f}' for r in reference)})")
-    print(f"ours, same architecture, 28x28x1:          {ours_rate:8.0f} images/s "
-          f"(rounds: {', '.join(f'{r:.0f}' for r in ours)})")
-    print(f"ratio ours / reference: {ours_rate / reference_rate:.2f}x (target >= 1.5x)")
+        for name, run in runners.items():
+            rates[name].append(run())
+    # The best round of each: other load on the machine only ever slows a run down (on shared
+    # VMs whole rounds ran at 2/3 speed, whichever model was running), so the fastest round is
+    # the one nearest the code's own speed; the median is printed beside it.
+    best = {name: max(values) for name, values in rates.items()}
+    reference_rate = next(iter(best.values()))
+    for name, values in rates.items():
+        print(f"{name + ', 28x28x1:':62s} {best[name]:6.0f} images/s = {best[name] / reference_rate:.2f}x the "
+              f"reference (median {np.median(values):.0f}; rounds: {', '.join(f'{r:.0f}' for r in values)})")
+    print("target: ours >= 1.5x the reference")
 
     if not args.skip_defaults:
         params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -190,10 +221,15 @@ def main() -> None:
             config = ArchConfig(image_shape=images.shape[1:], latent_dim=params.latent_dim,
                                 hidden_dim=params.hidden_dim, architecture=architecture,
                                 filters=params.conv.filters, dropout=params.conv.dropout)
-            rate = ours_runner(images, args.steps, config, default)()
             full = 60_000 if name == "MNIST" else 50_000
-            print(f"ours, default params, {name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s}: "
-                  f"{rate:8.0f} images/s = {full / rate:6.1f} s per epoch of {full:,} images")
+            for precision, setting in (("float32", default), ("mixed", dataclasses.replace(default, mixed_precision=True))):
+                if precision == "mixed" and mixed_precision_policy(setting) == "mixed_bfloat16" and not cpu_has_bfloat16():
+                    print(f"ours, default params, {name} {architecture}, mixed: skipped, this CPU has no bfloat16 "
+                          f"hardware (see the comparison above)")
+                    continue
+                rate = ours_runner(images, args.steps, config, setting)()
+                print(f"ours, default params, {name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s} "
+                      f"{precision:7s}: {rate:8.0f} images/s = {full / rate:6.1f} s per epoch of {full:,} images")
     print(f"reproduce: python benchmarks/bench_train.py --steps {args.steps} --rounds {args.rounds}")
 
 

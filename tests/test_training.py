@@ -4,6 +4,7 @@ the train stage's outputs. Tiny images (10x10) and tiny networks keep each fit t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from tests.conftest import PROJECT_ROOT
 from vaelab.data import PreparedData, save_prepared
 from vaelab.errors import VaelabError
 from vaelab.models import ArchConfig, load_vae, decode_uint8
-from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, read_backup,
-                             run_training, train_dataset, train_vae)
+from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, cpu_has_bfloat16,
+                             mixed_precision_policy, read_backup, run_training, train_dataset, train_vae)
 
 SHAPE = (10, 10, 1)
 # conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
@@ -226,19 +227,54 @@ def test_stage_cli_writes_model_and_history(tmp_path):
     assert bad.stderr.strip().splitlines()[-1].startswith("error: batch_size = 999 is larger than")
 
 
-def test_mixed_precision_trains_and_saves_float32_models(tmp_path):
+def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, capsys):
+    import keras
+
+    import vaelab.training
+
+    # As on an AVX2-only CPU, where bfloat16 is emulated: training still runs, with a warning.
+    monkeypatch.setattr(vaelab.training, "cpu_has_bfloat16", lambda: False)
     mlp = ArchConfig(SHAPE, latent_dim=2, hidden_dim=16)
     train = TrainConfig(epochs=2, batch_size=50, learning_rate=3e-3, seed=3, mixed_precision=True)
     out = tmp_path / "model"
     result = run_training(X_TRAIN, X_TEST, mlp, train, out, tmp_path / "history.csv", tmp_path / "backup",
                           verbose=0, log=lambda _: None)
+    warned = "warning: mixed_precision on this CPU means bfloat16 without hardware support" in capsys.readouterr().err
+    assert warned == (mixed_precision_policy(train) == "mixed_bfloat16")
     assert all(np.isfinite(row["loss"]) for row in result.history)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     loaded = load_vae(out)
     images = decode_uint8(loaded, result.progress_latents)
     assert images.dtype == np.uint8 and images.shape == (16, *SHAPE)
-    assert loaded.decoder.get_layer("hidden").compute_dtype == "float16"  # trained in mixed precision
+    # trained in mixed precision: bfloat16 on a CPU, float16 (and loss scaling) on a GPU
+    compute = mixed_precision_policy(train).removeprefix("mixed_")
+    assert loaded.decoder.get_layer("hidden").compute_dtype == compute
+    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer) == (compute == "float16")
     assert loaded.decoder.outputs[0].dtype == "float32"  # the output layer stays float32
+
+
+def test_mixed_precision_policy_is_float16_on_gpus_and_bfloat16_on_cpus():
+    assert mixed_precision_policy(TRAIN) is None
+    mixed = dataclasses.replace(TRAIN, mixed_precision=True)
+    assert mixed_precision_policy(mixed, on_gpu=True) == "mixed_float16"
+    assert mixed_precision_policy(mixed, on_gpu=False) == "mixed_bfloat16"
+    import tensorflow as tf
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert mixed_precision_policy(mixed) == ("mixed_float16" if on_gpu else "mixed_bfloat16")
+
+
+def test_cpu_has_bfloat16_reads_the_amx_and_avx512_bf16_flags(tmp_path):
+    def cpuinfo(flags: str) -> Path:
+        path = tmp_path / f"cpuinfo-{len(list(tmp_path.iterdir()))}"
+        path.write_text(f"processor\t: 0\nmodel name\t: test cpu avx512_bf16\nflags\t\t: {flags}\n\n"
+                        f"processor\t: 1\nflags\t\t: {flags}\n")
+        return path
+
+    assert cpu_has_bfloat16(cpuinfo("fpu sse2 fma avx avx2")) is False  # an AVX2 EPYC; the model name does not count
+    assert cpu_has_bfloat16(cpuinfo("avx2 avx512f avx512_bf16 avx512_vnni")) is True
+    assert cpu_has_bfloat16(cpuinfo("avx2 avx512f amx_bf16 amx_tile amx_int8")) is True
+    assert cpu_has_bfloat16(cpuinfo("avx2 avx512f avx512_bf16x")) is False  # whole flags only
+    assert cpu_has_bfloat16(tmp_path / "no-such-file") is None
 
 
 MIRRORED_SCRIPT = """

@@ -41,10 +41,11 @@ _STATE_FILE = "state.json"
 class TrainConfig:
     """How to train (Adam, one seed for everything random).
 
-    jit_compile: compile the train/test steps with XLA. Off: on CPU XLA measured 0.7x (mlp)
-    and 0.55x (conv) the speed of TensorFlow's oneDNN kernels, and Keras turns XLA off anyway
-    under op determinism, which reproducibility needs. mixed_precision: float16 compute with
-    float32 weights and outputs plus loss scaling, for GPUs with tensor cores.
+    jit_compile: compile the train/test steps with XLA. Off: on CPUs it measured 0.7x (mlp)
+    and 0.55x (conv) the speed of TensorFlow's oneDNN kernels on a Xeon, and no faster on an
+    AVX2 EPYC (benchmarks/bench_train.py); Keras' default ("auto") turns XLA off under op
+    determinism, which reproducibility needs. mixed_precision: 16-bit compute with float32
+    weights and outputs, see :func:`mixed_precision_policy`.
     """
 
     epochs: int
@@ -199,15 +200,42 @@ def _vae_class():
     return VAE
 
 
+def mixed_precision_policy(train: TrainConfig, on_gpu: bool | None = None) -> str | None:
+    """The Keras dtype policy of the hidden layers: None (float32) unless ``train.mixed_precision``;
+    then "mixed_float16" on a GPU (tensor cores; Adam gets loss scaling) and "mixed_bfloat16"
+    on a CPU, the one 16-bit type CPUs have hardware for (AMX, AVX512-BF16). Measured on 2
+    cores: a Xeon with AMX ran 1.44x the float32 speed for the CIFAR-10 conv VAE and 1.1x for
+    the MNIST mlp; an AVX2-only EPYC, which emulates it, 0.5x (mlp) and 0.1x (conv), so
+    :func:`train_vae` warns on such CPUs. ``on_gpu``: default, whether TensorFlow sees a GPU."""
+    if not train.mixed_precision:
+        return None
+    if on_gpu is None:
+        import tensorflow as tf
+
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    return "mixed_float16" if on_gpu else "mixed_bfloat16"
+
+
+def cpu_has_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU computes bfloat16 in hardware (the ``amx_bf16`` or ``avx512_bf16`` flag
+    of Linux's ``cpuinfo``); None where that file cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = set(re.findall(r"\w+", "\n".join(line for line in text.splitlines() if line.startswith("flags"))))
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def build_vae(config: ArchConfig, train: TrainConfig):
     """Build and compile the training model (call inside the distribution strategy's scope)."""
     import keras
 
-    dtype = "mixed_float16" if train.mixed_precision else None
+    dtype = mixed_precision_policy(train)
     vae = _vae_class()(build_encoder(config, dtype), build_decoder(config, dtype),
                        likelihood=config.likelihood, beta=train.beta, seed=train.seed, name="vae")
     optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
-    if train.mixed_precision:
+    if dtype == "mixed_float16":  # float16 gradients underflow without it; bfloat16 has float32's range
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     vae.compile(optimizer=optimizer, jit_compile=train.jit_compile)
     # Build the weights now (BackupAndRestore needs a built model to restore into).
@@ -325,6 +353,8 @@ def fingerprint(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, tra
     digest = hashlib.blake2b(digest_size=16)
     digest.update(config.to_json().encode())
     digest.update(json.dumps(asdict(train), sort_keys=True).encode())
+    # The same params train in float16 on a GPU and bfloat16 on a CPU: not the same run.
+    digest.update(str(mixed_precision_policy(train)).encode())
     for array in (x_train, x_test):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).data)
@@ -419,6 +449,10 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     rows: list[dict[str, float]] = list(state["rows"]) if state else []
     frames: list[np.ndarray] = list(state["frames"]) if state else []
 
+    if mixed_precision_policy(train) == "mixed_bfloat16" and cpu_has_bfloat16() is False:
+        _log(f"train {dataset}: warning: mixed_precision on this CPU means bfloat16 without hardware support "
+             f"(no AMX or AVX512-BF16), measured 2x (mlp) to 10x (conv) slower than float32; "
+             f"set mixed_precision: false in params.yaml")
     strategy = strategy or distribution_strategy()
     with strategy.scope():
         model = build_vae(config, train)
