@@ -143,15 +143,17 @@ def ours_runner(images_uint8: np.ndarray, steps: int, config, train, cached_batc
 
     ``cached_batch``: fit on one float32 batch held in memory and repeated instead, so no input
     work at all: the most that any input pipeline could give."""
+    import tensorflow as tf
+
     from vaelab.training import build_vae, train_dataset
 
-    if cached_batch:
-        import tensorflow as tf
+    cached = tf.constant(images_uint8[: train.batch_size].astype("float32") / 255) if cached_batch else None
 
-        batch = tf.constant(images_uint8[: train.batch_size].astype("float32") / 255)
-        batches = lambda: tf.data.Dataset.from_tensors(batch).repeat()  # noqa: E731
-    else:
-        batches = lambda: train_dataset(images_uint8, train.batch_size, train.seed, 0, 1)  # noqa: E731
+    def batches():
+        if cached is not None:
+            return tf.data.Dataset.from_tensors(cached).repeat()
+        return train_dataset(images_uint8, train.batch_size, train.seed, 0, 1)
+
     vae = build_vae(config, train)
     vae.fit(batches(), steps_per_epoch=20, epochs=1, verbose=0)
 
