@@ -225,7 +225,7 @@ def main() -> None:
                                 filters=params.conv.filters, dropout=params.conv.dropout)
             full = 60_000 if name == "MNIST" else 50_000
             for precision, setting in (("float32", default), ("mixed", dataclasses.replace(default, mixed_precision=True))):
-                if precision == "mixed" and mixed_precision_policy(setting) == "mixed_bfloat16" and not cpu_has_bfloat16():
+                if precision == "mixed" and mixed_precision_policy(setting) == "mixed_bfloat16" and cpu_has_bfloat16() is False:
                     print(f"ours, default params, {name} {architecture}, mixed: skipped, this CPU has no bfloat16 "
                           f"hardware (see the comparison above)")
                     continue
