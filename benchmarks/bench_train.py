@@ -177,7 +177,7 @@ def main() -> None:
 
     from vaelab.models import ArchConfig
     from vaelab.params import load_params
-    from vaelab.training import TrainConfig, cpu_has_bfloat16, mixed_precision_policy
+    from vaelab.training import TrainConfig, bfloat16_is_emulated, mixed_precision_policy
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)
@@ -225,7 +225,7 @@ def main() -> None:
                                 filters=params.conv.filters, dropout=params.conv.dropout)
             full = 60_000 if name == "MNIST" else 50_000
             for precision, setting in (("float32", default), ("mixed", dataclasses.replace(default, mixed_precision=True))):
-                if precision == "mixed" and mixed_precision_policy(setting) == "mixed_bfloat16" and cpu_has_bfloat16() is False:
+                if bfloat16_is_emulated(setting):
                     print(f"ours, default params, {name} {architecture}, mixed: skipped, this CPU has no bfloat16 "
                           f"hardware (see the comparison above)")
                     continue
