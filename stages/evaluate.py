@@ -29,11 +29,13 @@ def main(argv: list[str] | None = None) -> None:
     fid = params.fid
 
     from vaelab.evaluation import check_reference, evaluate, load_reference, write_metrics
-    from vaelab.features import build_feature_extractor, inception_metadata
+    from vaelab.features import build_feature_extractor, find_weights, network_metadata
 
-    # Cheap checks first: mismatched reference statistics fail before any network is built.
+    # Cheap checks first: missing weights or mismatched reference statistics fail before any
+    # network is built.
     reference = load_reference(args.reference)
-    check_reference(reference, inception_metadata(fid.weights, fid.image_size, params.seed), args.reference)
+    weights = find_weights(fid.network, params.seed)
+    check_reference(reference, network_metadata(weights, fid.image_size, fid.precision), args.reference)
 
     from vaelab import models
     from vaelab.data import load_prepared
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
             f"model {args.models} takes images of shape {tuple(vae.config.image_shape)} but {args.data} holds "
             f"{tuple(data.x_test.shape[1:])}; re-run `dvc repro train@{args.dataset}`"
         )
-    extractor = build_feature_extractor(fid.weights, fid.image_size, params.seed)
+    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
     # All prior points at once: (num_samples, latent_dim) floats are small; their images are not.
     z = models.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed)
     batch = params.batch_size

@@ -3,8 +3,8 @@
     python -m stages.reference_stats --dataset mnist --data data/prepared/mnist.npz \
         --out data/reference/mnist.npz
 
-Depends only on the prepared data and the FID params (weights, image size, and the seed, which
-picks random weights and the KID sample). Output: see :func:`vaelab.evaluation.save_reference`.
+Depends only on the prepared data and the FID params (network, image size, precision, and the
+seed, which picks the random network's weights and the KID sample). Output: see :func:`vaelab.evaluation.save_reference`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.features import build_feature_extractor
 
     data = load_prepared(args.data)
-    extractor = build_feature_extractor(params.fid.weights, params.fid.image_size, params.seed)
-    reference = compute_reference(data.x_test, extractor, params.fid.batch_size, params.seed)
+    fid = params.fid
+    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision)
+    reference = compute_reference(data.x_test, extractor, fid.batch_size, params.seed)
     save_reference(reference, args.out)
-    print(f"{args.dataset}: reference statistics of {reference.n} test images "
-          f"({extractor.network}, weights {extractor.weights_label}, {extractor.image_size} px) -> {args.out}")
+    meta = extractor.metadata
+    print(f"{args.dataset}: reference statistics of {reference.n} test images ({meta['feature_network']}, "
+          f"weights {meta['feature_weights']}, {meta['fid_precision']}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist-t10k"
+SHARED_INCEPTION = PROJECT_ROOT.parent / "shared" / "fid-inception-2015"
 
 # Quiet TensorFlow's C++ start-up chatter in test output; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,3 +29,13 @@ def shared_mnist() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST test set not found at {SHARED_MNIST} (it lives in ../shared beside the checkout)")
     return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def shared_inception() -> Path:
+    """The FID Inception weights (default_1.pt) and golden features beside the checkout, or a skip
+    saying why they are absent."""
+    if not (SHARED_INCEPTION / "default_1.pt").is_file() or not (SHARED_INCEPTION / "golden.npz").is_file():
+        pytest.skip(f"FID Inception weights and golden features not found at {SHARED_INCEPTION} "
+                    f"(default_1.pt and golden.npz live in ../shared beside the checkout)")
+    return SHARED_INCEPTION

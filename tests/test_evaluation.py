@@ -49,9 +49,9 @@ def test_reference_round_trip(tmp_path, reference, extractor):
     np.testing.assert_array_equal(loaded.sigma, reference.sigma)
     np.testing.assert_array_equal(loaded.sample, reference.sample)
     assert loaded.mu.dtype == loaded.sigma.dtype == np.float64
-    assert loaded.n == 60 and loaded.metadata == extractor.metadata()
+    assert loaded.n == 60 and loaded.metadata == extractor.metadata
     with np.load(path, allow_pickle=False) as npz:  # no pickled objects inside
-        assert str(npz["feature_weights"]) == "stand-in(seed=0)"
+        assert str(npz["feature_weights"]) == "stand-in(seed=0)" and str(npz["fid_precision"]) == "float32"
     assert [p.name for p in path.parent.iterdir()] == ["mnist.npz"]  # no temporary left behind
 
 
@@ -160,7 +160,7 @@ def _params(tmp_path: Path, **fid) -> Path:
         "seed": 7, "latent_dim": 2, "hidden_dim": 16, "epochs": 1, "batch_size": 32, "learning_rate": 0.001,
         "beta": 1.0,
         "datasets": {"tiny": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "likelihood": "bernoulli"}}},
-        "fid": {"weights": "none", "num_samples": 40, "batch_size": 20, "image_size": 75, **fid},
+        "fid": {"network": "random", "num_samples": 40, "batch_size": 20, "image_size": 75, **fid},
     }
     path = tmp_path / f"params{len(fid)}.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -198,7 +198,7 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
     assert "FID is biased" in result.stderr  # 40 images < 2048 dimensions
     ref = load_reference(reference)
     assert ref.n == 40 and ref.mu.shape == (2048,) and ref.sigma.shape == (2048, 2048)
-    assert ref.metadata["feature_weights"] == "none(seed=7)" and ref.metadata["fid_image_size"] == 75
+    assert ref.metadata["feature_weights"] == "he-normal(seed=7)" and ref.metadata["fid_image_size"] == 75
 
     out = tmp_path / "metrics" / "tiny.json"
     args = ["--dataset", "tiny", "--data", str(prepared), "--models", str(model_dir), "--reference", str(reference),
@@ -210,7 +210,7 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
         assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
     assert metrics["fid"] > 0 and metrics["test_elbo"] < 0
     assert 0 <= metrics["active_units"] <= 2
-    assert metrics["fid_num_samples"] == 40 and metrics["feature_network"] == "keras.applications.InceptionV3"
+    assert metrics["fid_num_samples"] == 40 and metrics["feature_network"] == "random"
 
     # Reproducible: the same params and seed give the same metrics, to the last digit.
     again = tmp_path / "metrics" / "again.json"

@@ -11,7 +11,7 @@ from vaelab import features
 from vaelab.errors import VaelabError
 from vaelab.features import (
     FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, build_stand_in_extractor,
-    compute_activations, compute_statistics, inception_metadata, preprocess,
+    compute_activations, compute_statistics, find_weights, network_metadata, preprocess_keras,
 )
 
 
@@ -23,7 +23,7 @@ def test_preprocess_tiles_grayscale_resizes_and_scales_to_inception_range():
     batch = images(3, channels=1, size=10)
     batch[0] = 0
     batch[1] = 255
-    out = np.asarray(preprocess(batch, 33))
+    out = np.asarray(preprocess_keras(batch, 33))
     assert out.shape == (3, 33, 33, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out[..., 0], out[..., 1])
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
@@ -36,7 +36,7 @@ def test_preprocess_keeps_rgb_channels_and_is_bilinear():
     batch = np.zeros((1, 2, 2, 3), np.uint8)
     batch[0, :, :, 0] = 255  # red plane
     batch[0, 0, 0, 2] = 255  # one blue pixel
-    out = np.asarray(preprocess(batch, 4))
+    out = np.asarray(preprocess_keras(batch, 4))
     np.testing.assert_allclose(out[0, :, :, 0], 1.0)
     np.testing.assert_allclose(out[0, :, :, 1], -1.0)
     blue = (out[0, :, :, 2] + 1) * 127.5
@@ -46,7 +46,7 @@ def test_preprocess_keeps_rgb_channels_and_is_bilinear():
 
 def test_same_size_input_is_only_scaled():
     batch = images(2, channels=3, size=16)
-    out = np.asarray(preprocess(batch, 16))
+    out = np.asarray(preprocess_keras(batch, 16))
     np.testing.assert_allclose(out, batch / 127.5 - 1.0, atol=1e-6)
 
 
@@ -136,7 +136,7 @@ def test_missing_imagenet_weights_offline_name_the_file_and_where_to_put_it(monk
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr(keras.applications, "InceptionV3", must_not_build)
     with pytest.raises(VaelabError) as error:
-        build_feature_extractor("imagenet", 299)
+        build_feature_extractor("keras_imagenet", 299)
     message = str(error.value)
     assert os.path.join(str(tmp_path), "models", WEIGHTS_FILE) in message
     assert WEIGHTS_URL in message and "name resolution" in message and "\n" not in message
@@ -155,27 +155,34 @@ def test_cached_imagenet_weights_path_comes_from_keras_cache(monkeypatch, tmp_pa
 
 
 def test_bad_settings():
-    with pytest.raises(VaelabError, match="fid.weights"):
-        build_feature_extractor("random", 299)
+    with pytest.raises(VaelabError, match="fid.network = 'imagenet' is invalid"):
+        build_feature_extractor("imagenet", 299)
     with pytest.raises(VaelabError, match="at least 75"):
-        build_feature_extractor("none", 64)
+        build_feature_extractor("random", 64)
+    with pytest.raises(VaelabError, match="fid.precision = 'float16' is invalid; allowed: float32 | bfloat16"):
+        build_feature_extractor("random", 75, precision="float16")
 
 
-def test_metadata_names_network_weights_and_size():
-    assert inception_metadata("none", 75, 42) == {
-        "feature_network": "keras.applications.InceptionV3", "feature_weights": "none(seed=42)",
-        "fid_image_size": 75, "fid_feature_dims": 2048}
-    assert inception_metadata("imagenet", 299, 42)["feature_weights"] == "imagenet"
+def test_metadata_names_network_weights_preprocessing_precision_and_size(monkeypatch, tmp_path):
+    import keras
+
+    assert network_metadata(find_weights("random", 42), 75, "bfloat16") == {
+        "feature_network": "random", "feature_weights": "he-normal(seed=42)",
+        "fid_preprocessing": "tf2-resize-bilinear-75 (half_pixel_centers=True), x/127.5-1",
+        "fid_precision": "bfloat16", "fid_image_size": 75, "fid_feature_dims": 2048}
+    monkeypatch.setattr(keras.utils, "get_file", lambda fname, origin, **kw: str(tmp_path / fname))
+    assert network_metadata(find_weights("keras_imagenet", 42), 299, "float32")["feature_weights"] == (
+        f"{WEIGHTS_FILE} md5:{WEIGHTS_MD5}")
 
 
 @pytest.fixture(scope="module")
 def inception_none_75():
-    return build_feature_extractor("none", 75, seed=42)
+    return build_feature_extractor("random", 75, seed=42)
 
 
 def test_random_inception_at_75_px_end_to_end(inception_none_75):
     extractor = inception_none_75
-    assert extractor.metadata() == inception_metadata("none", 75, 42)
+    assert extractor.metadata == network_metadata(find_weights("random", 42), 75, "float32")
     x = images(12, channels=1, size=28, seed=4)
     feats = np.concatenate(list(compute_activations(x, extractor, batch_size=6, progress=False)))
     assert feats.shape == (12, FEATURE_DIMS) and np.all(np.isfinite(feats))
@@ -189,8 +196,8 @@ def test_random_weights_are_deterministic_for_a_seed(inception_none_75):
     x = images(4, channels=3, size=32, seed=5)
     first = np.concatenate(list(compute_activations(x, inception_none_75, 4, progress=False)))
     keras.utils.set_random_seed(123)  # the global RNG's state must not matter
-    again = build_feature_extractor("none", 75, seed=42)
-    other = build_feature_extractor("none", 75, seed=43)
+    again = build_feature_extractor("random", 75, seed=42)
+    other = build_feature_extractor("random", 75, seed=43)
     np.testing.assert_array_equal(np.concatenate(list(compute_activations(x, again, 4, progress=False))), first)
     # Another seed: other weights (compared directly; a forward pass costs a trace).
     first_conv = lambda e: next(np.asarray(l.kernel) for l in e.model.layers if isinstance(l, keras.layers.Conv2D))  # noqa: E731,E741

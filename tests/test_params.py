@@ -24,7 +24,8 @@ def test_project_params_are_valid(raw):
     caltech = params.dataset("caltech101")
     assert (caltech.kind, caltech.image_size, caltech.test_fraction) == ("caltech101", 64, 0.2)
     assert params.dataset("mnist").architecture == "mlp"
-    assert params.fid.weights == "imagenet" and params.fid.num_samples == 10000
+    assert params.fid.network == "inception2015" and params.fid.num_samples == 10000
+    assert params.fid.precision == "float32" and params.fid.image_size == 299
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,11 @@ def test_project_params_are_valid(raw):
          "datasets.caltech101.data.test_fraction = 1.5"),
         (lambda r: r["datasets"]["mnist"]["data"].update(image_size=64), "datasets.mnist.data.image_size = 64"),
         (lambda r: r["datasets"].update(photos={"data": {"kind": "image_folder"}}), "datasets.photos.data.path = None"),
-        (lambda r: r["fid"].update(weights="imagenet21k"), "fid.weights = 'imagenet21k'"),
+        (lambda r: r["fid"].update(network="imagenet21k"), "fid.network = 'imagenet21k'"),
+        (lambda r: r["fid"].update(weights="none"), "unknown key fid.weights"),
+        (lambda r: r["fid"].update(image_size=150), "fid.image_size = 150 is invalid; allowed: 299 with fid.network "
+                                                    "inception2015"),
+        (lambda r: r["fid"].update(precision="half"), "fid.precision = 'half' is invalid; allowed: float32 | bfloat16"),
         (lambda r: r["conv"].update(filters=[32, 0]), "conv.filters = [32, 0]"),
         (lambda r: r.update(datasets={}), "datasets = {}"),
         (lambda r: r.update(mixed_precision="yes"), "mixed_precision = 'yes'"),

@@ -35,7 +35,8 @@ def tiny_params() -> dict:
     params.update(seed=7, latent_dim=2, hidden_dim=32, epochs=2, batch_size=32)
     params["datasets"] = {"mnist": params["datasets"]["mnist"]}
     params["conv"] = {"filters": [8, 16], "dropout": 0.0}
-    params["fid"] = {"weights": "none", "num_samples": 64, "batch_size": 32, "image_size": 75}
+    params["fid"] = {"network": "random", "num_samples": 64, "batch_size": 32, "image_size": 75,
+                     "precision": "float32"}
     params["plots"] = {"tsne": False, "num_latent_points": 64}
     return params
 

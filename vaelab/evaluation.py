@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from vaelab.errors import VaelabError
-from vaelab.features import FeatureExtractor, compute_statistics, feature_metadata
+from vaelab.features import METADATA_KEYS, FeatureExtractor, compute_statistics
 from vaelab.fid import frechet_distance, kernel_inception_distance
 from vaelab.io import atomic_path
 
@@ -37,8 +37,9 @@ class ReferenceStats:
     """Feature statistics of the real test images, and what produced them.
 
     ``mu`` float64 (D,), ``sigma`` float64 (D, D), ``n`` images, ``sample`` float32 (k, D)
-    (a seeded random subset of feature vectors, for KID), ``metadata``: feature_network,
-    feature_weights, fid_image_size, fid_feature_dims.
+    (a seeded random subset of feature vectors, for KID), ``metadata``: the feature metadata
+    (:data:`vaelab.features.METADATA_KEYS`: network, weights and their hash, preprocessing,
+    precision, image size, dims).
     """
 
     mu: np.ndarray
@@ -54,7 +55,7 @@ def compute_reference(images: np.ndarray, extractor: FeatureExtractor, batch_siz
     stats = compute_statistics(images, extractor, batch_size, progress=progress, keep=KID_SAMPLE_SIZE,
                                seed=seed, description="reference features")
     return ReferenceStats(mu=stats.mu, sigma=stats.sigma, n=stats.n, sample=stats.sample,
-                          metadata=extractor.metadata())
+                          metadata=extractor.metadata)
 
 
 def save_reference(reference: ReferenceStats, path: str | Path) -> None:
@@ -67,8 +68,7 @@ def save_reference(reference: ReferenceStats, path: str | Path) -> None:
                 handle,
                 mu=np.asarray(reference.mu, np.float64), sigma=np.asarray(reference.sigma, np.float64),
                 n=np.int64(reference.n), sample=np.asarray(reference.sample, np.float32),
-                feature_network=np.str_(meta["feature_network"]), feature_weights=np.str_(meta["feature_weights"]),
-                fid_image_size=np.int64(meta["fid_image_size"]), fid_feature_dims=np.int64(meta["fid_feature_dims"]),
+                **{key: np.asarray(meta[key]) for key in METADATA_KEYS},
             )
 
 
@@ -80,8 +80,7 @@ def load_reference(path: str | Path) -> ReferenceStats:
             reference = ReferenceStats(
                 mu=npz["mu"].astype(np.float64), sigma=npz["sigma"].astype(np.float64), n=int(npz["n"]),
                 sample=npz["sample"].astype(np.float32),
-                metadata=feature_metadata(str(npz["feature_network"]), str(npz["feature_weights"]),
-                                          int(npz["fid_image_size"]), int(npz["fid_feature_dims"])),
+                metadata={key: npz[key].item() for key in METADATA_KEYS},
             )
     except FileNotFoundError:
         raise VaelabError(f"reference statistics {path} not found; run `dvc repro reference_stats@<dataset>` first") from None
@@ -96,8 +95,8 @@ def load_reference(path: str | Path) -> ReferenceStats:
 
 
 def check_reference(reference: ReferenceStats, expected: Mapping[str, Any], path: str | Path = "reference") -> None:
-    """Refuse reference statistics made by another network, weights or image size than ``expected``
-    (a feature metadata dict): their FID would be meaningless."""
+    """Refuse reference statistics made by another network, weights file, preprocessing, precision
+    or image size than ``expected`` (a feature metadata dict): their FID would be meaningless."""
     differ = [f"{key}: {reference.metadata.get(key)!r} there, {value!r} now"
               for key, value in expected.items() if reference.metadata.get(key) != value]
     if differ:
@@ -150,7 +149,7 @@ def evaluate(*, generate_batch: Callable[[int, int], np.ndarray], num_samples: i
     * ``active_units``: see :func:`active_units`, from ``encode_mean(test_images)``;
     * metadata: fid_num_samples, fid_num_reference, and the feature network, weights, size, dims.
     """
-    check_reference(reference, extractor.metadata())
+    check_reference(reference, extractor.metadata)
     generated = compute_statistics(prior_sample_batches(generate_batch, num_samples, batch_size), extractor,
                                    batch_size, progress=progress, total=num_samples, keep=KID_SAMPLE_SIZE,
                                    seed=seed, description="generated features")
@@ -175,7 +174,7 @@ def evaluate(*, generate_batch: Callable[[int, int], np.ndarray], num_samples: i
         "fid_num_samples": int(num_samples),
         "fid_num_reference": int(reference.n),
     }
-    metrics.update(extractor.metadata())
+    metrics.update(extractor.metadata)
     return metrics
 
 

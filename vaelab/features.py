@@ -1,18 +1,27 @@
-"""Inception features for FID: the network, the tf.data input pipeline and streamed statistics.
+"""FID features: the feature networks, the tf.data input pipeline and streamed statistics.
 
-The network is Keras' ``keras.applications.InceptionV3`` without its classifier, global-average
-pooled to 2048-d features (Szegedy et al. 2016, "Rethinking the Inception architecture"; the
-features FID uses, Heusel et al. 2017). Images go through a tf.data pipeline: uint8 NHWC
-batches -> float, grayscale tiled to RGB, bilinear resize to ``image_size``, Inception's own
-input scaling to [-1, 1] (``keras.applications.inception_v3.preprocess_input``), prefetched so
-the preprocessing of the next batch overlaps the forward pass of this one. Only one batch of
-resized images exists at a time (plus the prefetch buffer), whatever the number of images.
+Three networks, chosen by ``fid.network`` (:data:`NETWORKS`), each with its own input path:
+
+* ``inception2015`` (default): the 2015 TensorFlow Inception graph of FID papers and tools, read
+  at ``pool_3`` (:mod:`vaelab.inception2015`): TF1 bilinear resize to 299, ``(x - 128) / 128``;
+* ``keras_imagenet``: ``keras.applications.InceptionV3`` with Keras' ImageNet weights, global
+  average pooled (Szegedy et al. 2016); TF2 bilinear resize to ``image_size``, ``x / 127.5 - 1``.
+  A later training of a similar network: its FIDs compare only with themselves;
+* ``random``: the same Keras architecture with seeded He-normal weights, for tests and smoke
+  runs (comparable only with the same seed and size).
+
+All give 2048-d features (Heusel et al. 2017). Images go through a tf.data pipeline: uint8 NHWC
+batches -> the network's preprocessing -> prefetch, so the preprocessing of the next batch
+overlaps the forward pass of this one; only one batch of resized images exists at a time (plus
+the prefetch buffer), whatever the number of images. ``fid.precision: bfloat16`` runs the
+network's layers in bfloat16 (float32 weights and features).
 
 TensorFlow and Keras are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -23,55 +32,92 @@ import numpy as np
 from vaelab.errors import VaelabError
 from vaelab.fid import RunningStats
 
-NETWORK = "keras.applications.InceptionV3"
+NETWORKS = ("inception2015", "keras_imagenet", "random")
+PRECISIONS = ("float32", "bfloat16")
 FEATURE_DIMS = 2048
-MIN_IMAGE_SIZE = 75  # InceptionV3's smallest input
+MIN_IMAGE_SIZE = 75  # keras.applications.InceptionV3's smallest input
 STATS_CHUNK = 1024  # feature rows per merge into the running statistics (8 MB of float32 at 2048-d)
 WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + WEIGHTS_FILE
 # The md5 Keras pins for this file in keras/src/applications/inception_v3.py.
 WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
+# The metadata keys that identify features: reference statistics and samples must agree on all.
+METADATA_KEYS = ("feature_network", "feature_weights", "fid_preprocessing", "fid_precision", "fid_image_size",
+                 "fid_feature_dims")
+
 
 @dataclass(frozen=True)
 class FeatureExtractor:
-    """A feature network and what identifies it in metadata.
+    """A feature network, its input path and what identifies it.
 
-    ``forward``: float32 (B, image_size, image_size, 3) in [-1, 1] -> (B, dims) features.
-    ``weights``: "imagenet", "none" (random, seeded by ``seed``) or "stand-in" (tests only).
+    ``preprocess``: uint8 (B, H, W, 1|3) tensor -> float32 (B, image_size, image_size, 3), the
+    network's own input; ``forward``: that -> float32 (B, dims) features; ``metadata``: the
+    :data:`METADATA_KEYS` (features of different metadata are not comparable).
     """
 
     forward: Callable[[Any], Any]
+    preprocess: Callable[[Any], Any]
     image_size: int
     dims: int
-    network: str
-    weights: str
-    seed: int | None = None
+    metadata: dict[str, Any]
     model: Any = None  # the Keras model behind ``forward``, when there is one
 
-    @property
-    def weights_label(self) -> str:
-        """"imagenet", or "none(seed=42)": random weights are comparable only with the same seed."""
-        return weights_label(self.weights, self.seed)
 
-    def metadata(self) -> dict[str, Any]:
-        """What identifies these features: features of different metadata are not comparable."""
-        return feature_metadata(self.network, self.weights_label, self.image_size, self.dims)
+def feature_metadata(network: str, weights: str, preprocessing: str, precision: str, image_size: int,
+                     dims: int) -> dict[str, Any]:
+    return {"feature_network": network, "feature_weights": weights, "fid_preprocessing": preprocessing,
+            "fid_precision": precision, "fid_image_size": int(image_size), "fid_feature_dims": int(dims)}
 
 
-def weights_label(weights: str, seed: int | None) -> str:
-    return weights if seed is None else f"{weights}(seed={seed})"
+@dataclass(frozen=True)
+class NetworkWeights:
+    """A network's weights, found but not yet loaded: ``label`` (what metadata records) and
+    ``source`` (a :class:`~vaelab.inception2015.WeightsFile`, a Keras weights path, or the seed)."""
+
+    network: str
+    label: str
+    source: Any
 
 
-def feature_metadata(network: str, label: str, image_size: int, dims: int) -> dict[str, Any]:
-    return {"feature_network": network, "feature_weights": label, "fid_image_size": int(image_size),
-            "fid_feature_dims": int(dims)}
+def check_network(network: str, image_size: int, precision: str = "float32") -> None:
+    """Refuse a network, size or precision the feature networks cannot take (one clear error)."""
+    if network not in NETWORKS:
+        raise VaelabError(f"fid.network = {network!r} is invalid; allowed: {' | '.join(NETWORKS)}")
+    if precision not in PRECISIONS:
+        raise VaelabError(f"fid.precision = {precision!r} is invalid; allowed: {' | '.join(PRECISIONS)}")
+    if network == "inception2015" and image_size != 299:
+        raise VaelabError(f"fid.image_size = {image_size} is invalid with fid.network inception2015, whose "
+                          f"graph takes 299 px only; set fid.image_size: 299")
+    if image_size < MIN_IMAGE_SIZE:
+        raise VaelabError(f"fid.image_size = {image_size} is too small; InceptionV3 needs at least {MIN_IMAGE_SIZE}")
 
 
-def inception_metadata(weights: str, image_size: int, seed: int) -> dict[str, Any]:
-    """The metadata :func:`build_feature_extractor` would give, without building the network
-    (so a stage can reject mismatched reference statistics before any slow work)."""
-    return feature_metadata(NETWORK, weights_label(weights, seed if weights == "none" else None),
-                            image_size, FEATURE_DIMS)
+def find_weights(network: str, seed: int) -> NetworkWeights:
+    """Locate (or download) ``network``'s weights without loading them, so a missing file fails in
+    a second, before any slow work: the 2015 graph's TorchScript file
+    (:func:`vaelab.inception2015.locate_weights`), Keras' ImageNet file
+    (:func:`fetch_imagenet_weights`), or nothing for ``random`` (seeded by ``seed``)."""
+    if network == "inception2015":
+        from vaelab.inception2015 import locate_weights
+
+        located = locate_weights()
+        return NetworkWeights(network, located.label, located)
+    if network == "keras_imagenet":
+        return NetworkWeights(network, f"{WEIGHTS_FILE} md5:{WEIGHTS_MD5}", fetch_imagenet_weights())
+    if network == "random":
+        return NetworkWeights(network, f"he-normal(seed={seed})", seed)
+    raise VaelabError(f"fid.network = {network!r} is invalid; allowed: {' | '.join(NETWORKS)}")
+
+
+def network_metadata(weights: NetworkWeights, image_size: int, precision: str) -> dict[str, Any]:
+    """The metadata :func:`build_feature_extractor` gives for these weights, without building the
+    network (so a stage can refuse mismatched reference statistics before any slow work)."""
+    from vaelab.inception2015 import PREPROCESSING
+
+    check_network(weights.network, image_size, precision)
+    preprocessing = (PREPROCESSING if weights.network == "inception2015"
+                     else f"tf2-resize-bilinear-{image_size} (half_pixel_centers=True), x/127.5-1")
+    return feature_metadata(weights.network, weights.label, preprocessing, precision, image_size, FEATURE_DIMS)
 
 
 def keras_cache_dir() -> str:
@@ -106,7 +152,7 @@ def fetch_imagenet_weights() -> str:
         raise VaelabError(
             f"InceptionV3 ImageNet weights {WEIGHTS_FILE} are missing and could not be downloaded ({reason}); "
             f"download {WEIGHTS_URL} elsewhere and copy it to {target} (md5 {WEIGHTS_MD5}), "
-            f"or set fid.weights: none for a smoke run"
+            f"or set fid.network: random for a smoke run"
         ) from None
 
 
@@ -128,36 +174,60 @@ def _randomise_inception(model: Any, seed: int) -> None:
             layer.kernel.assign(rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
 
 
-def build_feature_extractor(weights: str = "imagenet", image_size: int = 299, seed: int = 0) -> FeatureExtractor:
-    """Keras InceptionV3, no top, global average pooling: (B, S, S, 3) in [-1, 1] -> (B, 2048).
+@contextlib.contextmanager
+def _global_dtype_policy(policy: str) -> Iterator[None]:
+    """Build Keras layers that take no ``dtype`` argument (keras.applications) under ``policy``."""
+    import keras
 
-    ``weights``: "imagenet" (through Keras' cache; see :func:`fetch_imagenet_weights`) or
-    "none" (random, seeded by ``seed``; its FIDs are comparable only with the same seed and
-    image size). ``image_size`` >= 75 (299 is Inception's native size).
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_feature_extractor(network: str = "inception2015", image_size: int = 299, seed: int = 0,
+                            precision: str = "float32", weights: NetworkWeights | None = None) -> FeatureExtractor:
+    """The feature network ``network`` (:data:`NETWORKS`): (B, S, S, 3) network input -> (B, 2048).
+
+    ``weights``: from :func:`find_weights` (found here when None). ``image_size``: 299 for
+    inception2015; >= 75 for the Keras networks (299 is Inception's native size). ``precision``:
+    "float32" or "bfloat16" (layers compute in bfloat16, features come out float32).
     """
-    if weights not in ("imagenet", "none"):
-        raise VaelabError(f"fid.weights = {weights!r} is invalid; allowed: imagenet | none")
-    if image_size < MIN_IMAGE_SIZE:
-        raise VaelabError(f"fid.image_size = {image_size} is too small; InceptionV3 needs at least {MIN_IMAGE_SIZE}")
-    # Fetch before building, so a missing file fails in a second, not after the network is built.
-    weights_path = fetch_imagenet_weights() if weights == "imagenet" else None
+    check_network(network, image_size, precision)
+    # Find the weights before building, so a missing file fails in a second, not after the build.
+    weights = weights if weights is not None else find_weights(network, seed)
+    if weights.network != network:
+        raise ValueError(f"weights of {weights.network} given for network {network}")
+    policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
 
     import keras
     import tensorflow as tf
 
-    model = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
-                                           input_shape=(image_size, image_size, 3))
-    if weights_path is not None:
-        model.load_weights(weights_path)
+    if network == "inception2015":
+        from vaelab import inception2015
+
+        model = inception2015.build_network(inception2015.load_weights(weights.source), dtype=policy)
+        preprocess_fn = inception2015.preprocess
     else:
-        _randomise_inception(model, seed)
+        with _global_dtype_policy(policy):
+            model = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                                   input_shape=(image_size, image_size, 3))
+        if network == "keras_imagenet":
+            model.load_weights(weights.source)
+        else:
+            _randomise_inception(model, weights.source)
+
+        def preprocess_fn(batch: Any) -> Any:
+            return preprocess_keras(batch, image_size)
 
     @tf.function(reduce_retracing=True)
     def forward(x):
-        return model(x, training=False)
+        return tf.cast(model(x, training=False), tf.float32)
 
-    return FeatureExtractor(forward=forward, image_size=image_size, dims=FEATURE_DIMS, network=NETWORK,
-                            weights=weights, seed=seed if weights == "none" else None, model=model)
+    return FeatureExtractor(forward=forward, preprocess=preprocess_fn, image_size=image_size, dims=FEATURE_DIMS,
+                            metadata=network_metadata(weights, image_size, precision), model=model)
 
 
 def build_stand_in_extractor(image_size: int = 16, dims: int = 32, grid: int = 4, seed: int = 0) -> FeatureExtractor:
@@ -178,8 +248,10 @@ def build_stand_in_extractor(image_size: int = 16, dims: int = 32, grid: int = 4
         thumbs = tf.image.resize(x, (grid, grid), method="area")
         return tf.tanh(tf.reshape(thumbs, (-1, inputs)) @ weights + bias)
 
-    return FeatureExtractor(forward=forward, image_size=image_size, dims=dims, network="stand-in (tests)",
-                            weights="stand-in", seed=seed)
+    return FeatureExtractor(
+        forward=forward, preprocess=lambda batch: preprocess_keras(batch, image_size), image_size=image_size,
+        dims=dims, metadata=feature_metadata("stand-in (tests)", f"stand-in(seed={seed})", "tf2-resize-bilinear",
+                                             "float32", image_size, dims))
 
 
 def check_images(batch: np.ndarray) -> np.ndarray:
@@ -193,11 +265,13 @@ def check_images(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def preprocess(batch: Any, image_size: int) -> Any:
-    """uint8 (B, H, W, 1|3) tensor -> float32 (B, image_size, image_size, 3) in [-1, 1].
+def preprocess_keras(batch: Any, image_size: int) -> Any:
+    """uint8 (B, H, W, 1|3) tensor -> float32 (B, image_size, image_size, 3) in [-1, 1]: the Keras
+    networks' input path.
 
-    Grayscale is tiled to RGB, resized bilinearly (as Heusel et al.'s FID code), then scaled by
-    InceptionV3's ``preprocess_input`` (x / 127.5 - 1).
+    Grayscale is tiled to RGB, resized by TF2's bilinear ``tf.image.resize`` (half-pixel
+    centres; not the 2015 graph's TF1 resize), then scaled by InceptionV3's ``preprocess_input``
+    (x / 127.5 - 1).
     """
     import keras
     import tensorflow as tf
@@ -282,7 +356,7 @@ def compute_activations(source: Any, extractor: FeatureExtractor, batch_size: in
 
     dataset = tf.data.Dataset.from_generator(
         generate, output_signature=tf.TensorSpec((None, *shape), tf.uint8))
-    dataset = dataset.map(lambda b: preprocess(b, extractor.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(extractor.preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
 
     from tqdm.auto import tqdm

@@ -13,13 +13,14 @@ from typing import Any, Mapping
 import yaml
 
 from vaelab.errors import VaelabError
+from vaelab.features import NETWORKS as FID_NETWORKS
+from vaelab.features import PRECISIONS as FID_PRECISIONS
 
 KINDS = ("mnist", "fashion_mnist", "cifar10", "caltech101", "image_folder")
 # Kinds whose images are resized to `image_size` and split by `test_fraction`.
 RESIZED_KINDS = ("caltech101", "image_folder")
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
-FID_WEIGHTS = ("imagenet", "none")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,11 @@ class ConvParams:
 
 @dataclass(frozen=True)
 class FidParams:
-    weights: str = "imagenet"
+    network: str = "inception2015"
     num_samples: int = 10000
     batch_size: int = 100
     image_size: int = 299
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,12 @@ def parse_params(raw: Any) -> Params:
         raise _fail("conv.filters", filters, "a non-empty list of positive integers")
 
     fid_raw = _section(raw, "fid")
-    _check_keys(fid_raw, {"weights", "num_samples", "batch_size", "image_size"}, "fid.")
+    _check_keys(fid_raw, {"network", "num_samples", "batch_size", "image_size", "precision"}, "fid.")
+    fid_network = _choice(fid_raw, "network", FID_NETWORKS, "fid.", default="inception2015")
+    fid_image_size = _int(fid_raw, "image_size", "fid.", minimum=75, default=299)
+    if fid_network == "inception2015" and fid_image_size != 299:
+        raise _fail("fid.image_size", fid_image_size, "299 with fid.network inception2015, whose graph takes "
+                    "299 px only (other sizes: keras_imagenet or random)")
     plots_raw = _section(raw, "plots")
     _check_keys(plots_raw, {"tsne", "num_latent_points"}, "plots.")
     tsne = _bool(plots_raw, "tsne", "plots.")
@@ -221,10 +228,11 @@ def parse_params(raw: Any) -> Params:
             dropout=_float(conv_raw, "dropout", "conv.", low=0.0, high=1.0, low_inclusive=True, default=0.0),
         ),
         fid=FidParams(
-            weights=_choice(fid_raw, "weights", FID_WEIGHTS, "fid.", default="imagenet"),
+            network=fid_network,
             num_samples=_int(fid_raw, "num_samples", "fid.", minimum=2, default=10000),
             batch_size=_int(fid_raw, "batch_size", "fid.", default=100),
-            image_size=_int(fid_raw, "image_size", "fid.", minimum=75, default=299),
+            image_size=fid_image_size,
+            precision=_choice(fid_raw, "precision", FID_PRECISIONS, "fid.", default="float32"),
         ),
         plots=PlotParams(
             tsne=tsne,

@@ -1,0 +1,91 @@
+"""FID between two halves of the real MNIST test digits: the floor a perfect model would score,
+and what fid.precision bfloat16 does to it and to the speed.
+
+Features of all 10,000 canonical t10k digits (28x28 grey, tiled to RGB by the network's input
+path) are computed once per precision, streamed in batches; then FID between
+
+* two random halves (5,000 / 5,000, split by a seeded permutation): one distribution, so the
+  value is the finite-sample floor of FID at this size (a perfect generator scores about this);
+* the first and second 5,000 (MNIST's test set was written by two different groups of people,
+  so these differ by a little more than sampling).
+
+    python benchmarks/bench_fid_halves.py --mnist ../shared/data/mnist-t10k \
+        --weights ../shared/fid-inception-2015/default_1.pt
+
+Prints FID for each split in float32 and bfloat16, their relative difference, and the features'
+images/s under each precision (wall clock, whole pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def features_of(images: np.ndarray, network: str, precision: str, batch_size: int) -> tuple[np.ndarray, float]:
+    """float32 (N, 2048) features of ``images`` and the images/s it took."""
+    from vaelab.features import build_feature_extractor, compute_activations
+
+    extractor = build_feature_extractor(network, 299, seed=0, precision=precision)
+    start = time.perf_counter()
+    features = np.concatenate(list(compute_activations(images, extractor, batch_size,
+                                                       description=f"{network} {precision}")))
+    return features, len(images) / (time.perf_counter() - start)
+
+
+def fid_between(a: np.ndarray, b: np.ndarray) -> float:
+    from vaelab.fid import frechet_distance
+
+    return frechet_distance(a.mean(0, dtype=np.float64), np.cov(a, rowvar=False),
+                            b.mean(0, dtype=np.float64), np.cov(b, rowvar=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", type=Path, required=True, help="folder with t10k-images-idx3-ubyte.gz")
+    parser.add_argument("--weights", help="the 2015 network's weights file (sets $VAELAB_FID_WEIGHTS)")
+    parser.add_argument("--network", default="inception2015")
+    parser.add_argument("--images", type=int, default=10000, help="use the first N digits (even)")
+    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.weights:
+        os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
+    print(f"reproduce: python benchmarks/bench_fid_halves.py {' '.join(sys.argv[1:])}  (cpu cores: {os.cpu_count()})",
+          flush=True)
+
+    from vaelab.preprocess import IDX_IMAGES_MAGIC, read_idx
+
+    images = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC, "mnist")[: args.images]
+    half = len(images) // 2
+    order = np.random.default_rng(args.seed).permutation(len(images))
+    splits = {"random halves": (order[:half], order[half:2 * half]),
+              "first vs second half": (np.arange(half), np.arange(half, 2 * half))}
+    results: dict[str, dict[str, float]] = {}
+    speed: dict[str, float] = {}
+    for precision in args.precisions.split(","):
+        features, speed[precision] = features_of(images, args.network, precision, args.batch_size)
+        results[precision] = {name: fid_between(features[a], features[b]) for name, (a, b) in splits.items()}
+        for name, value in results[precision].items():
+            print(f"{args.network} {precision}: FID {name} ({half} vs {half} real test digits) = {value:.4f}",
+                  flush=True)
+        print(f"{args.network} {precision}: {speed[precision]:.1f} images/s (features of {len(images)} digits)",
+              flush=True)
+    if {"float32", "bfloat16"} <= set(results):
+        for name in splits:
+            f32, bf16 = results["float32"][name], results["bfloat16"][name]
+            print(f"bfloat16 vs float32, {name}: {bf16:.4f} vs {f32:.4f} = {100 * (bf16 - f32) / f32:+.2f}%", flush=True)
+        print(f"bfloat16 speed: {speed['bfloat16'] / speed['float32']:.2f}x float32", flush=True)
+
+
+if __name__ == "__main__":
+    main()
