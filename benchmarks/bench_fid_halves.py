@@ -65,7 +65,8 @@ def main() -> None:
 
     from vaelab.preprocess import IDX_IMAGES_MAGIC, read_idx
 
-    images = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC, "mnist")[: args.images]
+    # (N, 28, 28) idx digits -> (N, 28, 28, 1) images
+    images = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC, "mnist")[: args.images, :, :, None]
     half = len(images) // 2
     order = np.random.default_rng(args.seed).permutation(len(images))
     splits = {"random halves": (order[:half], order[half:2 * half]),

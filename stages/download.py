@@ -17,8 +17,7 @@ from vaelab.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out", required=True, help="folder to hold the raw files (data/raw/<dataset>)")
+    parser = stage_parser(__doc__, out="folder to hold the raw files (data/raw/<dataset>)")
     args = parser.parse_args(argv)
 
     from vaelab.download import download_dataset

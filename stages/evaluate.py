@@ -1,7 +1,8 @@
-"""Stage evaluate: FID of prior samples and of reconstructions, KID, test ELBO, active units.
+"""Stage evaluate: FID, KID, precision and recall of prior and ex-post density samples, FID of
+reconstructions, test ELBO, active units.
 
-    python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz \
-        --models models/mnist --reference data/reference/mnist.npz --out metrics/mnist.json
+    python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
+        --density models/mnist.gmm.npz --reference data/reference/mnist.npz --out metrics/mnist.json
 
 Writes flat JSON metrics (see :func:`vaelab.evaluation.evaluate`) for `dvc metrics`.
 """
@@ -15,11 +16,7 @@ from vaelab.errors import VaelabError, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--data", required=True, help="prepared .npz of the preprocess stage")
-    parser.add_argument("--models", required=True, help="model folder of the train stage")
-    parser.add_argument("--reference", required=True, help="reference statistics of the reference_stats stage")
-    parser.add_argument("--out", required=True, help="metrics .json to write")
+    parser = stage_parser(__doc__, ("data", "models", "density", "reference"), out="metrics .json to write")
     return parser.parse_args(argv)
 
 
@@ -39,8 +36,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab import models
     from vaelab.data import load_prepared
+    from vaelab.density import load_density, sample_density
     from vaelab.losses import elbo_terms
 
+    density = load_density(args.density)
     data = load_prepared(args.data)
     vae = models.load_vae(args.models)
     if tuple(vae.config.image_shape) != tuple(data.x_test.shape[1:]):
@@ -48,13 +47,20 @@ def main(argv: list[str] | None = None) -> None:
             f"model {args.models} takes images of shape {tuple(vae.config.image_shape)} but {args.data} holds "
             f"{tuple(data.x_test.shape[1:])}; re-run `dvc repro train@{args.dataset}`"
         )
+    if density.latent_dim != vae.config.latent_dim:
+        raise VaelabError(f"latent density {args.density} is {density.latent_dim}-d but the model's latent space is "
+                          f"{vae.config.latent_dim}-d; re-run `dvc repro fit_density@{args.dataset}`")
     extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
-    # All prior points at once: (num_samples, latent_dim) floats are small; their images are not.
-    z = models.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed)
+    # All latent points at once: (num_samples, latent_dim) floats are small; their images are not.
+    latents = {"prior": models.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed),
+               "gmm": sample_density(density, fid.num_samples, params.seed)}
     batch = params.batch_size
 
+    def sampler(z):
+        return lambda start, count: models.decode_uint8(vae, z[start:start + count], batch)
+
     metrics = evaluate(
-        generate_batch=lambda start, count: models.decode_uint8(vae, z[start:start + count], batch),
+        samplers={name: sampler(z) for name, z in latents.items()},
         num_samples=fid.num_samples,
         reconstruct_batch=lambda images: models.reconstruct_uint8(vae, images, batch),
         test_images=data.x_test,
@@ -64,8 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         reference=reference, extractor=extractor, batch_size=fid.batch_size, seed=params.seed,
     )
     write_metrics(metrics, args.out)
-    print(f"{args.dataset}: fid {metrics['fid']:.3f}, fid_reconstruction {metrics['fid_reconstruction']:.3f}, "
-          f"test_elbo {metrics['test_elbo']:.2f} nats -> {args.out}")
+    print(f"{args.dataset}: fid {metrics['fid']:.3f} (gmm {metrics['fid_gmm']:.3f}), precision "
+          f"{metrics['precision']:.3f}, recall {metrics['recall']:.3f}, fid_reconstruction "
+          f"{metrics['fid_reconstruction']:.3f}, test_elbo {metrics['test_elbo']:.2f} nats -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """plot stage: draw the figures of one dataset's trained VAE into one folder.
 
     python -m stages.plot --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
-        --history plots/mnist/history.csv --out plots/mnist/images [--params params.yaml]
+        --density models/mnist.gmm.npz --history plots/mnist/history.csv --out plots/mnist/images
 
-Writes loss_curves.png, reconstructions.png, samples.png, progress.gif, progress_last.png,
+Writes loss_curves.png, reconstructions.png, samples.png, samples_gmm.png (decoded samples of
+the ex-post latent density), progress.gif, progress_last.png,
 nearest_neighbours.png, latent_space.png, latent_tsne.png (plots.tsne and latent_dim > 2),
 manifold.png (latent_dim 2 or 3; otherwise the log says why not) and interpolation.png.
 The folder is built beside ``--out`` and renamed into place only when every figure is drawn.
@@ -19,14 +20,11 @@ from vaelab.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
-    parser.add_argument("--models", required=True, help="model folder written by the train stage")
-    parser.add_argument("--history", required=True, help="per-epoch history CSV written by the train stage")
-    parser.add_argument("--out", required=True, help="folder of figures to write")
+    parser = stage_parser(__doc__, ("data", "models", "density", "history"), out="folder of figures to write")
     args = parser.parse_args(argv)
 
     from vaelab.data import load_prepared
+    from vaelab.density import load_density, sample_density
     from vaelab.io import atomic_path
     from vaelab.plotting import FigureSettings, ModelFunctions, load_progress, make_figures, read_history
 
@@ -35,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load_prepared(args.data)
     history = read_history(args.history)
     progress = load_progress(args.models)
+    density = load_density(args.density)
 
     # TensorFlow only once every cheap input has been checked.
     from vaelab import models
@@ -46,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         encode=lambda images: models.encode_mean(vae, images),
         decode=lambda z: models.decode_uint8(vae, z),
         sample_prior=lambda n: models.sample_prior(latent_dim, n, params.seed),
+        sample_density=lambda n: sample_density(density, n, params.seed),
+        density_label=f"{density.components}-component Gaussian mixture fitted to mu(x)",
     )
     settings = FigureSettings(seed=params.seed, num_latent_points=params.plots.num_latent_points,
                               tsne=params.plots.tsne, progress_bar=True)

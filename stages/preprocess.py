@@ -17,9 +17,7 @@ from vaelab.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--raw", required=True, help="the download stage's folder (data/raw/<dataset>)")
-    parser.add_argument("--out", required=True, help="the prepared file to write (data/prepared/<dataset>.npz)")
+    parser = stage_parser(__doc__, ("raw",), out="the prepared file to write (data/prepared/<dataset>.npz)")
     args = parser.parse_args(argv)
 
     from vaelab.data import save_prepared

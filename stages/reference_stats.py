@@ -16,10 +16,7 @@ from vaelab.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--data", required=True, help="prepared .npz of the preprocess stage")
-    parser.add_argument("--out", required=True, help="reference statistics .npz to write")
-    return parser.parse_args(argv)
+    return stage_parser(__doc__, ("data",), out="reference statistics .npz to write").parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,9 +16,7 @@ from vaelab.errors import VaelabError, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--data", required=True, help="prepared .npz written by the preprocess stage")
-    parser.add_argument("--out", required=True, help="model folder to write")
+    parser = stage_parser(__doc__, ("data",), out="model folder to write")
     parser.add_argument("--history", required=True, help="per-epoch history CSV to write")
     parser.add_argument("--backup", required=True, help="folder for the per-epoch backup (resume)")
     args = parser.parse_args(argv)

@@ -13,12 +13,13 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
+from vaelab.density import fit_density, save_density
 from vaelab.errors import VaelabError
 from vaelab.evaluation import (
     active_units, check_reference, compute_reference, evaluate, load_reference,
     prior_sample_batches, save_reference, write_metrics,
 )
-from vaelab.features import build_stand_in_extractor
+from vaelab.features import build_stand_in_extractor, compute_activations
 from vaelab.fid import frechet_distance
 
 
@@ -101,10 +102,10 @@ def test_active_units_counts_dimensions_with_variance_above_threshold():
         active_units(np.zeros(5))
 
 
-def run_evaluate(test_images, reference, extractor, generate_batch, reconstruct_batch, num_samples=60):
+def run_evaluate(test_images, reference, extractor, generate_batch, reconstruct_batch, num_samples=60, **samplers):
     latent = np.random.default_rng(2).standard_normal((len(test_images), 3)) * [1.0, 0.01, 2.0]
     return evaluate(
-        generate_batch=generate_batch, num_samples=num_samples, reconstruct_batch=reconstruct_batch,
+        samplers={"prior": generate_batch, **samplers}, num_samples=num_samples, reconstruct_batch=reconstruct_batch,
         test_images=test_images,
         elbo=lambda x: {"elbo": -12.5, "reconstruction": 10.0, "kl": 2.5, "loss": 12.5},
         encode_mean=lambda x: latent[: len(x)],
@@ -118,6 +119,8 @@ def test_evaluate_perfect_model_scores_zero(test_images, reference, extractor):
                            generate_batch=lambda start, count: test_images[start:start + count],
                            reconstruct_batch=lambda x: x)
     assert metrics["fid"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["precision"] == 1.0 and metrics["recall"] == 1.0
+    assert metrics["pr_num_samples"] == 60 and metrics["pr_k"] == 3
     assert metrics["fid_reconstruction"] == pytest.approx(0.0, abs=1e-9)
     # Unbiased KID of a set against itself is not exactly 0 (the cross term keeps its diagonal) but small.
     assert abs(metrics["kid"]) < 0.01
@@ -139,6 +142,31 @@ def test_evaluate_bad_model_scores_worse(test_images, reference, extractor):
     assert metrics["fid_reconstruction"] == pytest.approx(
         frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu, reference.sigma), rel=1e-9)
     assert metrics["fid_num_samples"] == 200
+
+
+def test_every_sampler_gets_fid_kid_precision_and_recall(test_images, reference, extractor):
+    collapsed = np.repeat(test_images[:1], 60, axis=0)  # every sample is the first test image
+    metrics = run_evaluate(test_images, reference, extractor,
+                           generate_batch=lambda start, count: test_images[start:start + count],
+                           reconstruct_batch=lambda x: x,
+                           gmm=lambda start, count: collapsed[start:start + count])
+    assert metrics["fid"] == pytest.approx(0.0, abs=1e-9)
+    # A collapsed set has zero covariance: FID = |mu_ref - f(x0)|^2 + tr(sigma_ref).
+    f0 = np.concatenate(list(compute_activations(test_images[:1], extractor, progress=False)))[0].astype(np.float64)
+    assert metrics["fid_gmm"] == pytest.approx(np.sum((reference.mu - f0) ** 2) + np.trace(reference.sigma), rel=1e-6)
+    # A collapsed sampler sits on one real point: precise, but it recalls 1 real image of 60.
+    assert (metrics["precision_gmm"], metrics["recall_gmm"]) == (1.0, 1 / 60)
+    assert metrics["kid_gmm"] > metrics["kid"]
+    assert {"fid", "kid", "precision", "recall", "fid_gmm", "kid_gmm", "precision_gmm", "recall_gmm"} <= set(metrics)
+
+
+def test_precision_recall_use_equally_many_points_of_each_set(test_images, reference, extractor):
+    many = images(150, seed=8)
+    metrics = run_evaluate(test_images, reference, extractor,
+                           generate_batch=lambda start, count: many[start:start + count],
+                           reconstruct_batch=lambda x: x, num_samples=150)
+    assert metrics["fid_num_samples"] == 150 and metrics["pr_num_samples"] == 60
+    assert 0.0 < metrics["precision"] <= 1.0 and 0.0 < metrics["recall"] <= 1.0
 
 
 def test_evaluate_refuses_reference_of_another_network(test_images, reference):
@@ -190,6 +218,8 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
     model_dir = tmp_path / "models" / "tiny"
     model_dir.mkdir(parents=True)
     models.save_vae(models.Vae(models.build_encoder(config), models.build_decoder(config), config), model_dir)
+    density = tmp_path / "models" / "tiny.gmm.npz"
+    save_density(fit_density(np.random.default_rng(0).standard_normal((50, 2)), components=3, seed=0), density)
 
     reference = tmp_path / "reference" / "tiny.npz"
     result = _stage("stages.reference_stats", "--dataset", "tiny", "--data", str(prepared), "--out", str(reference),
@@ -201,12 +231,13 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
     assert ref.metadata["feature_weights"] == "he-normal(seed=7)" and ref.metadata["fid_image_size"] == 75
 
     out = tmp_path / "metrics" / "tiny.json"
-    args = ["--dataset", "tiny", "--data", str(prepared), "--models", str(model_dir), "--reference", str(reference),
-            "--out", str(out)]
+    args = ["--dataset", "tiny", "--data", str(prepared), "--models", str(model_dir), "--density", str(density),
+            "--reference", str(reference), "--out", str(out)]
     result = _stage("stages.evaluate", *args, "--params", str(params_path))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
-    for key in ("fid", "fid_reconstruction", "kid", "test_elbo", "test_reconstruction", "test_kl"):
+    for key in ("fid", "fid_gmm", "fid_reconstruction", "kid", "kid_gmm", "test_elbo", "test_reconstruction", "test_kl",
+                "precision", "recall", "precision_gmm", "recall_gmm"):
         assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
     assert metrics["fid"] > 0 and metrics["test_elbo"] < 0
     assert 0 <= metrics["active_units"] <= 2

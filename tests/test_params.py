@@ -55,6 +55,8 @@ def test_project_params_are_valid(raw):
         (lambda r: r.update(datasets={}), "datasets = {}"),
         (lambda r: r.update(mixed_precision="yes"), "mixed_precision = 'yes'"),
         (lambda r: r["plots"].update(tsne=1), "plots.tsne = 1"),
+        (lambda r: r["gmm"].update(components=0), "gmm.components = 0"),
+        (lambda r: r["gmm"].update(covariance="diag"), "unknown key gmm.covariance"),
     ],
 )
 def test_bad_values_name_key_and_value(raw, edit, needle):

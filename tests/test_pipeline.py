@@ -25,7 +25,7 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 # What a user's checkout holds: everything git tracks that the pipeline needs.
-PROJECT_FILES = ("stages", "vaelab", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("stages", "vaelab", "scripts", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
 
 
 def tiny_params() -> dict:
@@ -93,7 +93,7 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     repo, env = project
 
     out = _dvc("repro", cwd=repo, env=env)
-    for stage in ("download", "preprocess", "train", "reference_stats", "evaluate", "plot"):
+    for stage in ("download", "preprocess", "train", "fit_density", "reference_stats", "evaluate", "plot"):
         assert f"Running stage '{stage}@mnist'" in out
 
     with np.load(repo / "data/prepared/mnist.npz") as prepared:
@@ -104,12 +104,13 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     history = (repo / "plots/mnist/history.csv").read_text().splitlines()
     assert history[0].split(",")[0] == "epoch" and len(history) == 1 + 2
     metrics = json.loads((repo / "metrics/mnist.json").read_text())
-    for key in ("fid", "fid_reconstruction", "test_elbo", "test_reconstruction", "test_kl"):
+    for key in ("fid", "fid_gmm", "fid_reconstruction", "test_elbo", "test_reconstruction", "test_kl",
+                "precision", "recall", "precision_gmm", "recall_gmm"):
         assert np.isfinite(metrics[key]), key
     assert metrics["fid"] > 0
     assert metrics["test_elbo"] < 0  # a log-likelihood bound of 784 pixels
     images = {p.name for p in (repo / "plots/mnist/images").iterdir()}
-    assert {"loss_curves.png", "samples.png", "reconstructions.png", "progress.gif"} <= images
+    assert {"loss_curves.png", "samples.png", "samples_gmm.png", "reconstructions.png", "progress.gif"} <= images
 
     # A second repro has nothing to do.
     assert "Data and pipelines are up to date." in _dvc("repro", cwd=repo, env=env)
@@ -120,16 +121,28 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     out = _dvc("exp", "run", "-S", "latent_dim=3", cwd=repo, env=env)
     for stage in ("download", "preprocess", "reference_stats"):
         assert f"Stage '{stage}@mnist' didn't change, skipping" in out, out[-3000:]
-    for stage in ("train", "evaluate", "plot"):
+    for stage in ("train", "fit_density", "evaluate", "plot"):
         assert f"Running stage '{stage}@mnist'" in out
 
     diff = _dvc("metrics", "diff", "--json", cwd=repo, env=env)
     changed = json.loads(diff)["metrics/mnist.json"]
     assert "fid" in changed and changed["fid"]["diff"] != 0
+    # The sample-quality metrics of both runs, side by side in `dvc metrics diff --all` (which also
+    # lists the unchanged ones).
+    every = json.loads(_dvc("metrics", "diff", "--all", "--json", cwd=repo, env=env))["metrics/mnist.json"]
+    assert {"fid_gmm", "kid_gmm", "precision", "recall", "precision_gmm", "recall_gmm"} <= set(every)
+    assert every["fid_gmm"]["old"] == pytest.approx(metrics["fid_gmm"]) and every["fid"] == changed["fid"]
     assert changed["fid"]["old"] == pytest.approx(metrics["fid"])
 
     exp_diff = _dvc("exp", "diff", cwd=repo, env=env)
     assert "latent_dim" in exp_diff and "fid" in exp_diff
+
+    # The sweep figure from real `dvc exp show --json` output: the baseline (2) and the experiment (3).
+    out = _run([sys.executable, "-m", "scripts.plot_sweep", "--param", "latent_dim", "--metrics",
+                "fid,fid_gmm,precision,recall", "--out", "sweep.png"], repo, env)
+    rows = [line.split() for line in out.splitlines()[1:-1]]
+    assert sorted(int(row[1]) for row in rows) == [2, 3], out
+    assert (repo / "sweep.png").stat().st_size > 10_000
 
     _dvc("plots", "show", "-o", "report", cwd=repo, env=env)
     html = (repo / "report/index.html").read_text()

@@ -23,6 +23,7 @@ from PIL import Image
 from tests.conftest import PROJECT_ROOT
 from vaelab import plotting
 from vaelab.data import PreparedData, save_prepared
+from vaelab.density import fit_density, save_density
 from vaelab.errors import VaelabError
 from vaelab.plotting import (FigureSettings, ModelFunctions, display_scale, grid_shape, image_grid,
                              interpolation_latents, latent_projection, load_progress, make_figures,
@@ -63,8 +64,12 @@ def fake_model(shape, latent_dim, seed=0) -> ModelFunctions:
     def decode(z):
         return (255 / (1 + np.exp(-(z @ decoder)))).round().astype(np.uint8).reshape(len(z), *shape)
 
+    def sample_density(n):  # a narrower Gaussian around a shifted centre: a stand-in mixture
+        return (0.5 * np.random.default_rng(seed + 1).standard_normal((n, latent_dim)) + 0.3).astype(np.float32)
+
     return ModelFunctions(latent_dim, encode, decode,
-                          lambda n: np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32))
+                          lambda n: np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32),
+                          sample_density, "stand-in density")
 
 
 def fake_history(epochs) -> dict[str, np.ndarray]:
@@ -266,6 +271,7 @@ DESIGNED_28PX = {
     "reconstructions.png": (12 + 101 + 726 + 12, 12 + 34 + 366 + 12),
     # 8 x 8 grid: 242 px, x3 = 726.
     "samples.png": (12 + 726 + 12, 12 + 34 + 726 + 12),
+    "samples_gmm.png": (12 + 726 + 12, 12 + 34 + 726 + 12),
     "progress.gif": (366, 394),
     "progress_last.png": (366, 394),
     # 4 x 4 pairs of (2 * 30 + 2) x 32 px, x3 = 186 x 96, under two title lines (34 px).
@@ -329,6 +335,7 @@ def test_latent_sizes_2_3_and_16_and_rgb(tmp_path, caplog, shape, latent_dim, ep
     scale = display_scale(h)
     # samples: an 8 x 8 grid of (w + 2) px cells plus 2, upscaled.
     assert written["samples.png"] == (24 + (8 * (w + 2) + 2) * scale, 12 + 34 + (8 * (h + 2) + 2) * scale + 12)
+    assert written["samples_gmm.png"] == written["samples.png"]
     if latent_dim == 3:
         # three slices of a 12 x 12 grid (400 // 32) side by side, each under a one-line title
         n = plotting.manifold_size(h, 3)
@@ -338,8 +345,22 @@ def test_latent_sizes_2_3_and_16_and_rgb(tmp_path, caplog, shape, latent_dim, ep
 def test_samples_are_seeded(tmp_path):
     first, _ = run_figures(tmp_path / "a", (28, 28, 1), 2, 1, skip=("latent_space.png",))
     second, _ = run_figures(tmp_path / "b", (28, 28, 1), 2, 1, skip=("latent_space.png",))
-    for name in ("samples.png", "reconstructions.png", "nearest_neighbours.png", "interpolation.png"):
+    for name in ("samples.png", "samples_gmm.png", "reconstructions.png", "nearest_neighbours.png",
+                 "interpolation.png"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    # Prior and density samples are different images.
+    assert (first / "samples.png").read_bytes() != (first / "samples_gmm.png").read_bytes()
+
+
+def test_without_a_density_its_figure_is_skipped_and_logged(tmp_path, caplog):
+    model = dataclasses.replace(fake_model((28, 28, 1), 2), sample_density=None)
+    out = tmp_path / "images"
+    out.mkdir()
+    with caplog.at_level(logging.INFO, logger="vaelab.plotting"):
+        written = make_figures(out, fake_data((28, 28, 1)), fake_history(1), fake_progress(1, (28, 28, 1)), model,
+                               FigureSettings(num_latent_points=60, skip=("latent_space.png", "manifold.png")))
+    assert "samples_gmm.png" not in written and "samples.png" in written
+    assert "samples_gmm.png skipped: no latent density given" in caplog.text
 
 
 def test_a_decoder_for_other_images_is_a_clear_error(tmp_path):
@@ -366,6 +387,8 @@ def test_plot_stage_cli(tmp_path):
     save_vae(Vae(build_encoder(config), build_decoder(config), config), models)
     np.save(models / "progress.npy", fake_progress(epochs, shape))
     np.save(models / "progress_latents.npy", np.zeros((16, latent_dim), np.float32))
+    density = fit_density(np.random.default_rng(0).standard_normal((60, latent_dim)), components=3, seed=0)
+    save_density(density, tmp_path / "fake.gmm.npz")
     write_history_csv(tmp_path / "history.csv", epochs)
     params = {"seed": 3, "latent_dim": latent_dim, "hidden_dim": 16, "epochs": epochs, "batch_size": 8,
               "learning_rate": 0.001, "datasets": {"fake": {"data": {"kind": "mnist"}}},
@@ -374,7 +397,7 @@ def test_plot_stage_cli(tmp_path):
 
     def run(history):
         args = [sys.executable, "-m", "stages.plot", "--dataset", "fake", "--data", str(tmp_path / "fake.npz"),
-                "--models", str(models), "--history", str(history), "--out", str(tmp_path / "plots" / "images"),
+                "--models", str(models), "--density", str(tmp_path / "fake.gmm.npz"), "--history", str(history), "--out", str(tmp_path / "plots" / "images"),
                 "--params", str(tmp_path / "params.yaml")]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(PROJECT_ROOT)}
         return subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -15,12 +15,29 @@ if TYPE_CHECKING:
     from vaelab.sources import SourceFile
 
 
-def stage_parser(doc: str) -> argparse.ArgumentParser:
+# The files stages hand each other, by argument name (dvc.yaml passes their paths).
+STAGE_INPUTS = {
+    "raw": "the download stage's folder (data/raw/<dataset>)",
+    "data": "prepared .npz of the preprocess stage",
+    "models": "model folder of the train stage",
+    "density": "latent mixture of the fit_density stage",
+    "reference": "reference statistics of the reference_stats stage",
+    "history": "per-epoch history CSV of the train stage",
+}
+
+
+def stage_parser(doc: str, inputs: tuple[str, ...] = (), out: str | None = None) -> argparse.ArgumentParser:
     """A parser described by the first line of ``doc`` (the stage's docstring), with
-    ``--dataset`` and ``--params``; the stage adds its input and output paths."""
+    ``--dataset``, ``--params``, a required ``--<name>`` for each of ``inputs`` (names of
+    :data:`STAGE_INPUTS`) and ``--out`` (helped by ``out``) when given; a stage adds any other
+    argument itself."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    for name in inputs:
+        parser.add_argument(f"--{name}", required=True, help=STAGE_INPUTS[name])
+    if out is not None:
+        parser.add_argument("--out", required=True, help=out)
     return parser
 
 

@@ -1,11 +1,14 @@
-"""Judging a VAE: FID of prior samples and of reconstructions, KID, the test ELBO, active units.
+"""Judging a VAE: FID, KID, precision and recall of its samples (from the prior and from the
+ex-post latent density), FID of reconstructions, the test ELBO, active units.
 
 The functions take plain callables (generate a batch, reconstruct a batch, ELBO of a set), so
 they do not depend on how the VAE is stored; ``stages/evaluate.py`` binds them to
-:mod:`vaelab.models`. Also the reference-statistics file (the real test images' feature mean
-and covariance) that both stages share.
+:mod:`vaelab.models` and :mod:`vaelab.density`. Also the reference-statistics file (the real
+test images' feature mean and covariance, and a seeded sample of their feature vectors) that
+both stages share.
 
-References: FID, Heusel et al. (2017); KID, Bińkowski et al. (2018); active units, Burda,
+References: FID, Heusel et al. (2017); KID, Bińkowski et al. (2018); precision and recall,
+Kynkäänniemi et al. (2019); ex-post density sampling, Ghosh et al. (2020); active units, Burda,
 Grosse & Salakhutdinov (2016), "Importance weighted autoencoders".
 """
 
@@ -20,12 +23,16 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from vaelab.errors import VaelabError
-from vaelab.features import METADATA_KEYS, FeatureExtractor, compute_statistics
+from vaelab.features import METADATA_KEYS, FeatureExtractor, FeatureStats, compute_statistics
 from vaelab.fid import frechet_distance, kernel_inception_distance
 from vaelab.io import atomic_path
+from vaelab.precision_recall import DEFAULT_K, kth_neighbour_radii, precision_recall
 
-# Feature vectors of the real test images kept in the reference file for KID (8 MB at 2048-d).
-KID_SAMPLE_SIZE = 1000
+# Feature vectors kept of each image set (a seeded uniform sample, at most this many), for KID and
+# precision/recall: 80 MB at 2048-d, whatever the number of images.
+FEATURE_SAMPLE_SIZE = 10000
+# KID as Bińkowski et al. and torch-fidelity compute it: 100 subsets of 1,000.
+KID_SUBSET_SIZE = 1000
 KID_SUBSETS = 100
 # A latent dimension is active when its posterior mean varies over the data by more than this
 # (Burda et al. 2016, section 5.2).
@@ -37,7 +44,7 @@ class ReferenceStats:
     """Feature statistics of the real test images, and what produced them.
 
     ``mu`` float64 (D,), ``sigma`` float64 (D, D), ``n`` images, ``sample`` float32 (k, D)
-    (a seeded random subset of feature vectors, for KID), ``metadata``: the feature metadata
+    (a seeded uniform sample of k = min(n, 10,000) feature vectors, for KID and precision/recall), ``metadata``: the feature metadata
     (:data:`vaelab.features.METADATA_KEYS`: network, weights and their hash, preprocessing,
     precision, image size, dims).
     """
@@ -52,7 +59,7 @@ class ReferenceStats:
 def compute_reference(images: np.ndarray, extractor: FeatureExtractor, batch_size: int, seed: int,
                       progress: bool = True) -> ReferenceStats:
     """Feature statistics of ``images`` (uint8 (N, H, W, C)), keeping a KID sample seeded by ``seed``."""
-    stats = compute_statistics(images, extractor, batch_size, progress=progress, keep=KID_SAMPLE_SIZE,
+    stats = compute_statistics(images, extractor, batch_size, progress=progress, keep=FEATURE_SAMPLE_SIZE,
                                seed=seed, description="reference features")
     return ReferenceStats(mu=stats.mu, sigma=stats.sigma, n=stats.n, sample=stats.sample,
                           metadata=extractor.metadata)
@@ -134,46 +141,79 @@ def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THR
     return int(np.sum(means.var(axis=0) > threshold))
 
 
-def evaluate(*, generate_batch: Callable[[int, int], np.ndarray], num_samples: int,
+def equal_samples(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature samples cut to the smaller one's size by seeded draws without replacement:
+    precision and recall compare manifolds estimated from equally many points (Kynkäänniemi et al.)."""
+    m = min(len(a), len(b))
+    rng = np.random.default_rng(seed)
+    pick = lambda x: x if len(x) == m else x[np.sort(rng.choice(len(x), m, replace=False))]  # noqa: E731
+    return pick(a), pick(b)
+
+
+def sample_metrics(samples: FeatureStats, reference: ReferenceStats, seed: int,
+                   radii_cache: dict[int, np.ndarray]) -> dict[str, float]:
+    """FID, KID, precision and recall of one set of generated images' features against the
+    reference. ``radii_cache`` keeps the reference's k-NN radii by sample size, so several sample
+    sets against one reference compute them once."""
+    metrics = {"fid": frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma),
+               "kid": float("nan"), "precision": float("nan"), "recall": float("nan")}
+    if len(reference.sample) >= 2 and len(samples.sample) >= 2:
+        metrics["kid"], _ = kernel_inception_distance(samples.sample, reference.sample, num_subsets=KID_SUBSETS,
+                                                      subset_size=KID_SUBSET_SIZE, seed=seed)
+    if min(len(reference.sample), len(samples.sample)) > DEFAULT_K:
+        real, fake = equal_samples(reference.sample, samples.sample, seed)
+        if len(real) not in radii_cache:
+            radii_cache[len(real)] = kth_neighbour_radii(real, DEFAULT_K)
+        metrics["precision"], metrics["recall"] = precision_recall(real, fake, DEFAULT_K,
+                                                                   real_radii=radii_cache[len(real)])
+    return metrics
+
+
+def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_samples: int,
              reconstruct_batch: Callable[[np.ndarray], np.ndarray], test_images: np.ndarray,
              elbo: Callable[[np.ndarray], Mapping[str, float]], encode_mean: Callable[[np.ndarray], np.ndarray],
              reference: ReferenceStats, extractor: FeatureExtractor, batch_size: int, seed: int = 0,
              progress: bool = True) -> dict[str, Any]:
-    """All metrics of one model as a flat dict (numbers, plus two strings naming the features).
+    """All metrics of one model as a flat dict (numbers, plus strings naming the features).
 
-    * ``fid``: ``num_samples`` images from ``generate_batch(start, count)`` (decoded prior samples)
-      against ``reference``; ``kid``: KID of a seeded subset of the same features against the
-      reference's sample;
+    * for each ``samplers`` entry ``name: generate_batch(start, count)`` (``prior``: decoded
+      N(0, I) samples; ``gmm``: decoded samples of the ex-post density), ``num_samples`` images
+      against ``reference``: ``fid``, ``kid``, ``precision``, ``recall`` (k = 3), suffixed
+      ``_<name>`` except for ``prior`` (``fid_gmm``, ...);
     * ``fid_reconstruction``: ``reconstruct_batch`` of every test image against ``reference``;
     * ``test_elbo``, ``test_reconstruction``, ``test_kl``: ``elbo(test_images)`` (nats per image);
     * ``active_units``: see :func:`active_units`, from ``encode_mean(test_images)``;
-    * metadata: fid_num_samples, fid_num_reference, and the feature network, weights, size, dims.
+    * metadata: fid_num_samples, fid_num_reference, pr_num_samples (points per manifold), pr_k,
+      and the feature network, weights, preprocessing, precision, size, dims.
     """
     check_reference(reference, extractor.metadata)
-    generated = compute_statistics(prior_sample_batches(generate_batch, num_samples, batch_size), extractor,
-                                   batch_size, progress=progress, total=num_samples, keep=KID_SAMPLE_SIZE,
-                                   seed=seed, description="generated features")
-    fid = frechet_distance(generated.mu, generated.sigma, reference.mu, reference.sigma)
-    kid = float("nan")
-    if len(reference.sample) >= 2 and len(generated.sample) >= 2:
-        kid, _ = kernel_inception_distance(generated.sample, reference.sample, num_subsets=KID_SUBSETS,
-                                           subset_size=KID_SAMPLE_SIZE, seed=seed)
+    metrics: dict[str, Any] = {}
+    radii_cache: dict[int, np.ndarray] = {}
+    pr_points = 0
+    for name, generate_batch in samplers.items():
+        samples = compute_statistics(prior_sample_batches(generate_batch, num_samples, batch_size), extractor,
+                                     batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
+                                     seed=seed, description=f"{name} sample features")
+        suffix = "" if name == "prior" else f"_{name}"
+        metrics.update({f"{key}{suffix}": value
+                        for key, value in sample_metrics(samples, reference, seed, radii_cache).items()})
+        pr_points = min(len(samples.sample), len(reference.sample))
     reconstructed = compute_statistics(mapped_batches(test_images, reconstruct_batch, batch_size), extractor,
                                        batch_size, progress=progress, total=len(test_images),
                                        description="reconstruction features")
-    fid_reconstruction = frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu, reference.sigma)
+    metrics["fid_reconstruction"] = frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
+                                                     reference.sigma)
     terms = elbo(test_images)
-    metrics: dict[str, Any] = {
-        "fid": fid,
-        "fid_reconstruction": fid_reconstruction,
-        "kid": kid,
+    metrics.update({
         "test_elbo": float(terms["elbo"]),
         "test_reconstruction": float(terms["reconstruction"]),
         "test_kl": float(terms["kl"]),
         "active_units": active_units(encode_mean(test_images)),
         "fid_num_samples": int(num_samples),
         "fid_num_reference": int(reference.n),
-    }
+        "pr_num_samples": int(pr_points),
+        "pr_k": DEFAULT_K,
+    })
     metrics.update(extractor.metadata)
     return metrics
 

@@ -52,6 +52,11 @@ class FidParams:
 
 
 @dataclass(frozen=True)
+class GmmParams:
+    components: int = 10
+
+
+@dataclass(frozen=True)
 class PlotParams:
     tsne: bool = False
     num_latent_points: int = 10000
@@ -72,6 +77,7 @@ class Params:
     mixed_precision: bool = False
     conv: ConvParams = field(default_factory=ConvParams)
     fid: FidParams = field(default_factory=FidParams)
+    gmm: GmmParams = field(default_factory=GmmParams)
     plots: PlotParams = field(default_factory=PlotParams)
 
     def dataset(self, name: str) -> DatasetParams:
@@ -187,7 +193,7 @@ def parse_params(raw: Any) -> Params:
     if not isinstance(raw, Mapping):
         raise VaelabError(f"params.yaml must be a mapping of settings, got {type(raw).__name__}")
     _check_keys(raw, {"seed", "latent_dim", "hidden_dim", "epochs", "batch_size", "learning_rate",
-                      "beta", "mixed_precision", "datasets", "conv", "fid", "plots"}, "")
+                      "beta", "mixed_precision", "datasets", "conv", "fid", "gmm", "plots"}, "")
     datasets_raw = raw.get("datasets")
     if not isinstance(datasets_raw, Mapping) or not datasets_raw:
         raise _fail("datasets", datasets_raw, "a non-empty mapping of dataset name to settings")
@@ -209,6 +215,8 @@ def parse_params(raw: Any) -> Params:
     if fid_network == "inception2015" and fid_image_size != 299:
         raise _fail("fid.image_size", fid_image_size, "299 with fid.network inception2015, whose graph takes "
                     "299 px only (other sizes: keras_imagenet or random)")
+    gmm_raw = _section(raw, "gmm")
+    _check_keys(gmm_raw, {"components"}, "gmm.")
     plots_raw = _section(raw, "plots")
     _check_keys(plots_raw, {"tsne", "num_latent_points"}, "plots.")
     tsne = _bool(plots_raw, "tsne", "plots.")
@@ -234,6 +242,7 @@ def parse_params(raw: Any) -> Params:
             image_size=fid_image_size,
             precision=_choice(fid_raw, "precision", FID_PRECISIONS, "fid.", default="float32"),
         ),
+        gmm=GmmParams(components=_int(gmm_raw, "components", "gmm.", default=10)),
         plots=PlotParams(
             tsne=tsne,
             num_latent_points=_int(plots_raw, "num_latent_points", "plots.", default=10000),

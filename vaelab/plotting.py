@@ -44,7 +44,7 @@ DPI = 100
 PAD_VALUE = 128
 # Every figure file make_figures may write, in the order it writes them.
 FIGURE_FILES = (
-    "loss_curves.png", "reconstructions.png", "samples.png", "progress.gif", "progress_last.png",
+    "loss_curves.png", "reconstructions.png", "samples.png", "samples_gmm.png", "progress.gif", "progress_last.png",
     "nearest_neighbours.png", "latent_space.png", "latent_tsne.png", "manifold.png", "interpolation.png",
 )
 
@@ -630,7 +630,8 @@ class ModelFunctions:
 
     ``encode``: (N, H, W, C) uint8 -> (N, latent_dim) float32 encoder means;
     ``decode``: (N, latent_dim) float32 -> (N, H, W, C) uint8 decoder means;
-    ``sample_prior``: n -> (n, latent_dim) float32 draws from N(0, I), seeded by the caller.
+    ``sample_prior``: n -> (n, latent_dim) float32 draws from N(0, I), seeded by the caller;
+    ``sample_density``: the same from the ex-post latent density (:mod:`vaelab.density`), if any.
     Reconstructions are ``decode(encode(x))``.
     """
 
@@ -638,6 +639,8 @@ class ModelFunctions:
     encode: Callable[[np.ndarray], np.ndarray]
     decode: Callable[[np.ndarray], np.ndarray]
     sample_prior: Callable[[int], np.ndarray]
+    sample_density: Callable[[int], np.ndarray] | None = None
+    density_label: str = "ex-post density"
 
 
 @dataclass(frozen=True)
@@ -708,6 +711,14 @@ def make_figures(out_dir: str | Path, data, history: dict[str, np.ndarray], prog
             samples()[:settings.num_samples], out_dir / "samples.png",
             f"{prefix}: images decoded from z ~ N(0, I) (seed {settings.seed})")
 
+    def density_samples() -> None:
+        if model.sample_density is None:
+            logger.info("samples_gmm.png skipped: no latent density given")
+            return
+        written["samples_gmm.png"] = plot_image_grid(
+            decode(model.sample_density(settings.num_samples)), out_dir / "samples_gmm.png",
+            f"{prefix}: images decoded from z ~ {model.density_label} (seed {settings.seed})")
+
     def training_progress() -> None:
         size = save_progress(progress, out_dir / "progress.gif", out_dir / "progress_last.png")
         written["progress.gif"] = written["progress_last.png"] = size
@@ -763,7 +774,7 @@ def make_figures(out_dir: str | Path, data, history: dict[str, np.ndarray], prog
                                                           out_dir / "interpolation.png", prefix)
 
     steps = {"loss_curves.png": loss_curves, "reconstructions.png": reconstructions, "samples.png": prior_samples,
-             "progress.gif": training_progress, "nearest_neighbours.png": novelty, "latent_space.png": latent_space,
+             "samples_gmm.png": density_samples, "progress.gif": training_progress, "nearest_neighbours.png": novelty, "latent_space.png": latent_space,
              "manifold.png": manifold, "interpolation.png": interpolation}
     todo = [(file, step) for file, step in steps.items() if file not in settings.skip]
     for file, step in tqdm(todo, desc=f"figures {name}".strip(), unit="figure", disable=not settings.progress_bar):

@@ -1,0 +1,75 @@
+"""scripts/plot_sweep.py on `dvc exp show --json` records of DVC 3's shape (the end-to-end test runs
+it on real output)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from scripts import plot_sweep
+from vaelab.errors import VaelabError
+
+
+def state(rev, name, arch, latent, fid=None, timestamp="2026-11-23T10:00:00", experiments=None):
+    metrics = {"metrics/mnist.json": {"data": {"fid": fid, "recall": 1.0 / latent}}} if fid is not None else {}
+    return {"rev": rev, "name": name, "error": None, "experiments": experiments,
+            "data": {"rev": rev, "timestamp": timestamp, "metrics": metrics, "deps": {}, "outs": {},
+                     "params": {"params.yaml": {"data": {"seed": 42, "latent_dim": latent,
+                                                         "datasets": {"mnist": {"model": {"architecture": arch}}}}}}}}
+
+
+def exp(record, executor_state="success"):
+    return {"revs": [record], "name": record["name"], "executor": {"state": executor_state, "local": None}}
+
+
+RECORDS = [
+    state("workspace", None, "mlp", 2, fid=99.0),
+    state("a" * 40, "main", "mlp", 2, fid=10.0, experiments=[
+        exp(state("b" * 40, "mlp-z8", "mlp", 8, fid=5.0, timestamp="2026-11-23T11:00:00")),
+        exp(state("c" * 40, "conv-z8", "conv", 8, fid=3.0, timestamp="2026-11-23T11:30:00")),
+        exp(state("d" * 40, "conv-z2", "conv", 2, fid=7.0, timestamp="2026-11-23T11:40:00"), "failed"),
+        exp(state("e" * 40, "mlp-z16", "mlp", 16, timestamp="2026-11-23T11:50:00"), "queued"),
+        exp(state("f" * 40, "mlp-z2", "mlp", 2, fid=9.0, timestamp="2026-11-23T12:00:00")),
+    ]),
+]
+GROUP = "datasets.mnist.model.architecture"
+
+
+def test_table_flattens_params_and_keeps_experiments_with_metrics():
+    table = plot_sweep.experiments_table(RECORDS, "metrics/mnist.json")
+    # The workspace, the failed and the queued experiment are left out.
+    assert list(table["experiment"]) == ["main", "mlp-z8", "conv-z8", "mlp-z2"]
+    assert list(table[GROUP]) == ["mlp", "mlp", "conv", "mlp"]
+    assert list(table["fid"]) == [10.0, 5.0, 3.0, 9.0] and table.loc[1, "latent_dim"] == 8
+
+
+def test_sweep_keeps_the_newest_of_each_point_and_draws_a_panel_per_metric(tmp_path):
+    table = plot_sweep.experiments_table(RECORDS)
+    frame = plot_sweep.sweep_frame(table, "latent_dim", ["fid", "recall"], GROUP)
+    assert frame.to_dict("records") == [
+        {"experiment": "conv-z8", GROUP: "conv", "latent_dim": 8, "fid": 3.0, "recall": 0.125},
+        {"experiment": "mlp-z2", GROUP: "mlp", "latent_dim": 2, "fid": 9.0, "recall": 0.5},
+        {"experiment": "mlp-z8", GROUP: "mlp", "latent_dim": 8, "fid": 5.0, "recall": 0.125},
+    ]
+    out = tmp_path / "sweep.png"
+    plot_sweep.draw(frame, "latent_dim", ["fid", "recall"], GROUP, out, logx=True)
+    with Image.open(out) as image:
+        assert image.size == (720, 330)
+
+
+def test_cli_reads_saved_json_and_prints_the_sorted_table(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(RECORDS))
+    plot_sweep.main(["--json", str(saved), "--param", "latent_dim", "--group", GROUP, "--metrics", "fid",
+                     "--out", str(tmp_path / "out" / "sweep.png")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "conv-z8" and lines[-2].split()[0] == "mlp-z2"  # sorted by fid
+    assert lines[-1] == f"wrote {tmp_path / 'out' / 'sweep.png'} (3 experiments)"
+
+
+def test_missing_columns_are_one_clear_error():
+    table = plot_sweep.experiments_table(RECORDS)
+    with pytest.raises(VaelabError, match="no experiments with fid_gmm in `dvc exp show`"):
+        plot_sweep.sweep_frame(table, "latent_dim", ["fid_gmm"], GROUP)
