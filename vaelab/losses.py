@@ -45,8 +45,10 @@ def gaussian_nll_per_image(x, mean, sigma: float = GAUSSIAN_SIGMA):
 
     mean = ops.cast(mean, "float32")
     x = ops.cast(x, "float32")
-    flat = ops.reshape(ops.square(x - mean), (ops.shape(mean)[0], -1))
-    num_pixels = flat.shape[1]
+    # Pixels per image from the static image shape: the batch dimension may be unknown while
+    # tracing (a short last validation batch), and a reshape to (batch, -1) would then lose it.
+    num_pixels = math.prod(int(d) for d in mean.shape[1:])
+    flat = ops.reshape(ops.square(x - mean), (-1, num_pixels))
     return ops.sum(flat, axis=1) / (2.0 * sigma * sigma) + num_pixels * (math.log(sigma) + _HALF_LOG_2PI)
 
 
