@@ -33,7 +33,6 @@ import numpy as np
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
 
 
 def _make_jpegs(job: tuple[Path, int, int, int]) -> int:

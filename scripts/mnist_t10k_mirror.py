@@ -9,7 +9,7 @@ table with their real sha256 checksums, so the pipeline runs on real digits offl
     export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
     dvc exp run -S 'datasets={mnist: {data: {kind: mnist}, model: {architecture: mlp}}}' ...
 
-The input files are first checked against the canonical checksums in ``vaelab/sources.py``.
+The input files are first checked against the canonical checksums of the registry, ``vaelab/kinds.py``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vaelab.cli import run_cli
 from vaelab.download import checksum_matches, local_source
-from vaelab.errors import VaelabError, run_cli
+from vaelab.errors import VaelabError
 from vaelab.images import stratified_split
+from vaelab.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
 from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, idx_bytes, read_idx
-from vaelab.sources import SOURCES, save_source_table
 
-NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+NAMES = (*IDX_TRAIN, *IDX_TEST)
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    canonical = {f.filename: f.checksum for f in SOURCES["mnist"]}
+    canonical = {f.filename: f.checksum for f in KINDS["mnist"].files}
     for name in NAMES[2:]:
         ok, actual = checksum_matches(args.shared / name, canonical[name])
         if not ok:

@@ -9,11 +9,7 @@ network) and ``VAELAB_SOURCES`` (a replacement source table, for tests); see
 
 from __future__ import annotations
 
-import logging
-import sys
-
-from vaelab.cli import stage_params, stage_parser, stage_source_table
-from vaelab.errors import run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, stage_source_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.download import download_dataset
 
     _, dataset = stage_params(args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    download_dataset(dataset.kind, args.out, table=stage_source_table(), path=dataset.path)
+    download_dataset(stage_source_table()[dataset.kind], args.out, path=dataset.path)
 
 
 if __name__ == "__main__":

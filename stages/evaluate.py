@@ -10,9 +10,10 @@ Writes flat JSON metrics (see :func:`vaelab.evaluation.evaluate`) for `dvc metri
 from __future__ import annotations
 
 import argparse
+import logging
 
-from vaelab.cli import stage_params, stage_parser
-from vaelab.errors import VaelabError, run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.errors import VaelabError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.data import load_prepared
     from vaelab.density import load_density, sample_density
     from vaelab.losses import elbo_terms
+    from vaelab.train_outputs import load_vae
 
     density = load_density(args.density)
     data = load_prepared(args.data)
-    vae = models.load_vae(args.models)
+    start_tensorflow()
+    vae = load_vae(args.models)
     if tuple(vae.config.image_shape) != tuple(data.x_test.shape[1:]):
         raise VaelabError(
             f"model {args.models} takes images of shape {tuple(vae.config.image_shape)} but {args.data} holds "
@@ -70,9 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         reference=reference, extractor=extractor, batch_size=fid.batch_size, seed=params.seed,
     )
     write_metrics(metrics, args.out)
-    print(f"{args.dataset}: fid {metrics['fid']:.3f} (gmm {metrics['fid_gmm']:.3f}), precision "
-          f"{metrics['precision']:.3f}, recall {metrics['recall']:.3f}, fid_reconstruction "
-          f"{metrics['fid_reconstruction']:.3f}, test_elbo {metrics['test_elbo']:.2f} nats -> {args.out}")
+    logging.getLogger(__name__).info(
+        "%s: fid %.3f (gmm %.3f), precision %.3f, recall %.3f, fid_reconstruction %.3f, test_elbo %.2f nats -> %s",
+        args.dataset, metrics["fid"], metrics["fid_gmm"], metrics["precision"], metrics["recall"],
+        metrics["fid_reconstruction"], metrics["test_elbo"], args.out)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from vaelab.cli import stage_params, stage_parser
-from vaelab.errors import run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,14 +23,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params, _ = stage_params(args)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     from vaelab import models
     from vaelab.data import load_prepared
     from vaelab.density import fit_density, save_density
+    from vaelab.train_outputs import load_vae
 
     data = load_prepared(args.data)
-    vae = models.load_vae(args.models)
+    start_tensorflow()
+    vae = load_vae(args.models)
     means = models.encode_mean(vae, data.x_train, params.batch_size)
     density = fit_density(means, params.gmm.components, params.seed)
     save_density(density, args.out)

@@ -13,10 +13,8 @@ The folder is built beside ``--out`` and renamed into place only when every figu
 from __future__ import annotations
 
 import logging
-import sys
 
-from vaelab.cli import stage_params, stage_parser
-from vaelab.errors import run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,10 +23,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.data import load_prepared
     from vaelab.density import load_density, sample_density
+    from vaelab.figure_table import FigureSettings, ModelFunctions, make_figures
     from vaelab.io import atomic_path
-    from vaelab.plotting import FigureSettings, ModelFunctions, load_progress, make_figures, read_history
+    from vaelab.train_outputs import load_progress, load_vae, read_history
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     params, _ = stage_params(args)
     data = load_prepared(args.data)
     history = read_history(args.history)
@@ -38,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     # TensorFlow only once every cheap input has been checked.
     from vaelab import models
 
-    vae = models.load_vae(args.models)
+    start_tensorflow()
+    vae = load_vae(args.models)
     latent_dim = vae.config.latent_dim
     model = ModelFunctions(
         latent_dim=latent_dim,

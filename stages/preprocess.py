@@ -10,10 +10,8 @@ the work per dataset kind is described in :mod:`vaelab.preprocess`.
 from __future__ import annotations
 
 import logging
-import sys
 
-from vaelab.cli import stage_params, stage_parser, stage_source_table
-from vaelab.errors import run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,13 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from vaelab.data import save_prepared
+    from vaelab.kinds import KINDS
     from vaelab.preprocess import prepare_dataset
 
     params, dataset = stage_params(args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    data = prepare_dataset(dataset, args.raw, params.seed, table=stage_source_table())
+    data = prepare_dataset(KINDS[dataset.kind], dataset, args.raw, params.seed)
     save_prepared(data, args.out)
-    logging.getLogger("stages.preprocess").info(
+    logging.getLogger(__name__).info(
         "%s: %d train / %d test images of %s, %d classes -> %s", args.dataset, len(data.x_train),
         len(data.x_test), "x".join(map(str, data.image_shape)), len(data.class_names), args.out)
 

@@ -10,9 +10,9 @@ seed, which picks the random network's weights and the KID sample). Output: see 
 from __future__ import annotations
 
 import argparse
+import logging
 
-from vaelab.cli import stage_params, stage_parser
-from vaelab.errors import run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,16 +25,19 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.data import load_prepared
     from vaelab.evaluation import compute_reference, save_reference
-    from vaelab.features import build_feature_extractor
+    from vaelab.features import build_feature_extractor, find_weights
 
     data = load_prepared(args.data)
     fid = params.fid
-    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision)
+    weights = find_weights(fid.network, params.seed)  # a missing weights file fails before TensorFlow starts
+    start_tensorflow()
+    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
     reference = compute_reference(data.x_test, extractor, fid.batch_size, params.seed)
     save_reference(reference, args.out)
     meta = extractor.metadata
-    print(f"{args.dataset}: reference statistics of {reference.n} test images ({meta['feature_network']}, "
-          f"weights {meta['feature_weights']}, {meta['fid_precision']}) -> {args.out}")
+    logging.getLogger(__name__).info(
+        "%s: reference statistics of %d test images (%s, weights %s, %s) -> %s", args.dataset, reference.n,
+        meta["feature_network"], meta["feature_weights"], meta["fid_precision"], args.out)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from vaelab.cli import stage_params, stage_parser
-from vaelab.errors import VaelabError, run_cli
+from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.errors import VaelabError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.path.abspath(args.backup) in (os.path.abspath(args.out), os.path.abspath(args.history)):
         raise VaelabError(f"--backup {args.backup} must differ from --out and --history")
 
+    start_tensorflow()
     run_training(data.x_train, data.x_test, config, train, args.out, args.history, args.backup, dataset=args.dataset)
 
 

@@ -1,5 +1,7 @@
 """Write tiny datasets in the exact canonical file formats, for tests (no network).
 
+File names, archive layouts and class names come from the registry, :mod:`vaelab.kinds`.
+
 Every ``write_*`` function writes into ``folder`` (created if needed) and returns the paths
 it wrote, which :func:`write_source_table` turns into a ``VAELAB_SOURCES`` table holding
 their real checksums. Outputs are byte-for-byte deterministic for given arguments (fixed
@@ -15,7 +17,6 @@ The ``*_arrays`` functions return the arrays the matching writer encodes, for ex
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import tarfile
 import zipfile
@@ -25,15 +26,13 @@ from typing import Iterable, Mapping
 import numpy as np
 from PIL import Image
 
-from vaelab.download import local_source
-from vaelab.preprocess import CALTECH101_INNER_KEY, CALTECH101_TAR, CALTECH101_ZIP_MEMBER, idx_bytes
-from vaelab.sources import SourceFile, save_source_table
+from vaelab.download import file_digest, local_source
+from vaelab.kinds import (CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE, IDX_TEST, IDX_TRAIN,
+                          KINDS, save_source_table)
+from vaelab.preprocess import idx_bytes
 
-MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-CIFAR10_FILE = "cifar-10-binary.tar.gz"
+MNIST_FILES = (*IDX_TRAIN, *IDX_TEST)
 CIFAR10_DIR = "cifar-10-batches-bin"
-CALTECH101_FILE = "caltech-101.zip"
 # Caltech-like classes and the flat colour every image of the class has (the grayscale class
 # is stored as single-channel JPEGs), so a test can check labels against pixels.
 CALTECH_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -43,7 +42,7 @@ CALTECH_COLOURS: dict[str, tuple[int, int, int]] = {
     "yin_yang": (128, 128, 128),  # grayscale JPEGs
 }
 GRAYSCALE_CLASS = "yin_yang"
-BACKGROUND = "BACKGROUND_Google"
+BACKGROUND = KINDS["caltech101"].drop_classes[0]
 IMAGE_FOLDER_FORMATS = ("jpg", "png", "bmp", "gif", "webp")
 
 
@@ -78,7 +77,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
     """``algorithm:hexdigest`` of a file."""
-    return f"{algorithm}:{hashlib.new(algorithm, Path(path).read_bytes()).hexdigest()}"
+    return f"{algorithm}:{file_digest(path, algorithm)}"
 
 
 # --------------------------------------------------------------------------- MNIST-like
@@ -128,10 +127,8 @@ def write_cifar10(folder: str | Path, n_per_batch: int = 4, n_test: int = 6, see
                   class_names: tuple[str, ...] | None = None) -> list[Path]:
     """``cifar-10-binary.tar.gz`` with the real layout (``cifar-10-batches-bin/data_batch_1.bin`` ...
     ``test_batch.bin``, ``batches.meta.txt``, ``readme.html``) of :func:`cifar10_arrays`."""
-    from vaelab.sources import CLASS_NAMES
-
     arrays = cifar10_arrays(n_per_batch, n_test, seed)
-    names = class_names or CLASS_NAMES["cifar10"]
+    names = class_names or KINDS["cifar10"].class_names
     members: list[tuple[str, bytes | None]] = [(CIFAR10_DIR, None)]
     # The real archive lists test_batch and meta before the training batches.
     members.append((f"{CIFAR10_DIR}/batches.meta.txt", ("\n".join(names) + "\n\n").encode()))
@@ -141,7 +138,7 @@ def write_cifar10(folder: str | Path, n_per_batch: int = 4, n_test: int = 6, see
         members.append((f"{CIFAR10_DIR}/data_batch_{i + 1}.bin",
                         cifar10_records(arrays["x_train"][rows], arrays["y_train"][rows])))
     members.append((f"{CIFAR10_DIR}/readme.html", b"<html>tiny CIFAR-10 for tests</html>"))
-    return [_write(Path(folder) / CIFAR10_FILE, _tar_gz_bytes(members))]
+    return [_write(Path(folder) / CIFAR10_ARCHIVE, _tar_gz_bytes(members))]
 
 
 # --------------------------------------------------------------------------- Caltech101 / images
@@ -197,7 +194,7 @@ def write_caltech101(folder: str | Path, per_class: int = 5, seed: int = 0, wrap
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = ((0o40755 if name.endswith("/") else 0o100644) << 16)
             archive.writestr(info, data)
-    return [_write(folder / CALTECH101_FILE, buffer.getvalue())]
+    return [_write(folder / CALTECH101_ZIP, buffer.getvalue())]
 
 
 def write_image_folder(folder: str | Path, per_class: int = 4, seed: int = 0,
@@ -234,18 +231,7 @@ def write_source_table(path: str | Path, files_by_kind: Mapping[str, Iterable[st
     ``files_by_kind`` maps a dataset kind ('mnist', 'cifar10', 'caltech101', ...) to the paths a
     ``write_*`` function returned. Each entry gets the file's real checksum and one URL:
     ``base_url + filename`` if given (e.g. a local http.server), else the file's ``file://`` URI.
-    For Caltech101 the inner ``101_ObjectCategories.tar.gz`` md5 is added under the pseudo-kind
-    ``caltech101_inner``, so the preprocess stage verifies it against the generated archive.
     """
-    table: dict[str, tuple[SourceFile, ...]] = {}
-    for kind, files in files_by_kind.items():
-        files = [Path(f) for f in files]
-        table[kind] = tuple(local_source(f, algorithm, base_url) for f in files)
-        for file in files if kind == "caltech101" else ():
-            if file.name == CALTECH101_TAR:
-                inner = file.read_bytes()
-            else:
-                with zipfile.ZipFile(file) as archive:
-                    inner = archive.read(CALTECH101_ZIP_MEMBER)
-            table[CALTECH101_INNER_KEY] = (SourceFile(CALTECH101_TAR, (), "md5:" + hashlib.md5(inner).hexdigest()),)
+    table = {kind: tuple(local_source(Path(f), algorithm, base_url) for f in files)
+             for kind, files in files_by_kind.items()}
     return save_source_table(path, table)

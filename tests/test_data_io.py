@@ -31,12 +31,18 @@ def test_round_trip(tmp_path):
 
 
 def test_rejects_bad_arrays():
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(VaelabError) as error:
         PreparedData(np.zeros((2, 4, 4, 1), np.float32), np.zeros(2), np.zeros((1, 4, 4, 1), np.uint8),
                      np.zeros(1), ("a",))
-    with pytest.raises(ValueError, match="differ in shape"):
+    assert str(error.value) == ("x_train must be uint8 images (N, H, W, 1|3), got float32 of shape (2, 4, 4, 1); "
+                                "convert them to uint8 NHWC first")
+    with pytest.raises(VaelabError) as error:
         PreparedData(np.zeros((2, 4, 4, 1), np.uint8), np.zeros(2), np.zeros((1, 5, 4, 1), np.uint8),
                      np.zeros(1), ("a",))
+    assert str(error.value) == "train and test images differ in shape: (4, 4, 1) vs (5, 4, 1)"
+    with pytest.raises(VaelabError, match=r"^y_test must have shape \(1,\), got \(2,\)$"):
+        PreparedData(np.zeros((2, 4, 4, 1), np.uint8), np.zeros(2), np.zeros((1, 4, 4, 1), np.uint8),
+                     np.zeros(2), ("a",))
 
 
 def test_missing_and_damaged_files(tmp_path):

@@ -11,13 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import archive_factory
 from tests.conftest import PROJECT_ROOT
 from vaelab import download
 from vaelab.errors import VaelabError
-from vaelab.sources import SOURCES, SourceFile, load_source_table, save_source_table
+from vaelab.kinds import KINDS, SourceFile, load_source_table, parse_checksum, save_source_table, sources_override_warning
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_local_source_and_saved_table_round_trip(tmp_path):
     assert served.checksum == "md5:" + hashlib.md5(b"vaelab").hexdigest()
     table_path = save_source_table(tmp_path / "t" / "sources.json", {"mnist": (source, served)})
     loaded = load_source_table({"VAELAB_SOURCES": str(table_path)})
-    assert loaded["mnist"] == (source, served) and loaded["cifar10"] == SOURCES["cifar10"]
+    assert loaded["mnist"].files == (source, served) and loaded["cifar10"] == KINDS["cifar10"]
 
 
 def test_mirror_copy_verifies_and_removes_unlisted_files(tmp_path, mnist_mirror):
@@ -52,7 +51,7 @@ def test_mirror_copy_verifies_and_removes_unlisted_files(tmp_path, mnist_mirror)
     out.mkdir()
     (out / "stale.txt").write_text("old")
     (out / ".download-123-t10k-images-idx3-ubyte.gz").write_text("half a file")
-    download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(mirror)})
+    download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(mirror)})
     assert _listing(out) == sorted(archive_factory.MNIST_FILES)
     for name in archive_factory.MNIST_FILES:
         assert (out / name).read_bytes() == (mirror / name).read_bytes()
@@ -62,26 +61,26 @@ def test_valid_file_is_reused_and_invalid_one_refetched(tmp_path, mnist_mirror):
     mirror, table = mnist_mirror
     out = tmp_path / "raw"
     env = {download.MIRROR_ENV: str(mirror)}
-    download.download_dataset("mnist", out, table=table, env=env)
+    download.download_dataset(table["mnist"], out, env=env)
     kept = out / "train-images-idx3-ubyte.gz"
     before = kept.stat().st_mtime_ns
 
     # An empty mirror proves nothing is fetched when every file present is valid.
     empty = tmp_path / "empty"
     empty.mkdir()
-    download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(empty)})
+    download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(empty)})
     assert kept.stat().st_mtime_ns == before
 
     damaged = out / "t10k-labels-idx1-ubyte.gz"
     damaged.write_bytes(b"damaged")
-    download.download_dataset("mnist", out, table=table, env=env)
+    download.download_dataset(table["mnist"], out, env=env)
     assert damaged.read_bytes() == (mirror / damaged.name).read_bytes()
     assert kept.stat().st_mtime_ns == before
 
 
 def test_checksum_mismatch_names_file_and_hashes_and_leaves_nothing(tmp_path, mnist_mirror):
     mirror, table = mnist_mirror
-    good = table["mnist"][0]
+    good = table["mnist"].files[0]
     wrong = "sha256:" + "0" * 64
     source = SourceFile(good.filename, good.urls, wrong)
     out = tmp_path / "raw"
@@ -99,20 +98,20 @@ def test_mirror_missing_file_names_the_paths(tmp_path, mnist_mirror):
     (mirror / "t10k-labels-idx1-ubyte.gz").unlink()
     out = tmp_path / "raw"
     with pytest.raises(VaelabError, match=r"VAELAB_DATA_MIRROR=.*t10k-labels-idx1-ubyte.gz not found") as error:
-        download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(mirror)})
+        download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(mirror)})
     assert str(mirror / "t10k-labels-idx1-ubyte.gz") in str(error.value)
     assert str(mirror / "mnist" / "t10k-labels-idx1-ubyte.gz") in str(error.value)
     assert not any(p.name.startswith(".download-") for p in out.iterdir())
     with pytest.raises(VaelabError, match="is not a folder"):
-        download.download_dataset("mnist", out, table=table, env={download.MIRROR_ENV: str(tmp_path / "nope")})
+        download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(tmp_path / "nope")})
 
 
 def test_table_urls_work_without_a_mirror(tmp_path, mnist_mirror):
     # write_source_table's default URLs are file:// URIs, fetched by the same urllib code.
     _, table = mnist_mirror
-    assert all(s.urls[0].startswith("file://") for s in table["mnist"])
+    assert all(s.urls[0].startswith("file://") for s in table["mnist"].files)
     out = tmp_path / "raw"
-    download.download_dataset("mnist", out, table=table, env={}, backoff=0.0)
+    download.download_dataset(table["mnist"], out, env={}, backoff=0.0)
     assert _listing(out) == sorted(archive_factory.MNIST_FILES)
     assert all((out / name).stat().st_mode & 0o777 == 0o644 for name in archive_factory.MNIST_FILES)
 
@@ -124,28 +123,33 @@ def test_mirror_kind_subfolder_comes_first(tmp_path):
     files = archive_factory.write_mnist_like(mirror / "fashion_mnist", n_train=10, n_test=10, seed=2)
     table = load_source_table({"VAELAB_SOURCES": str(
         archive_factory.write_source_table(tmp_path / "s.json", {"fashion_mnist": files}))})
-    download.download_dataset("fashion_mnist", tmp_path / "raw", table=table, env={download.MIRROR_ENV: str(mirror)})
+    download.download_dataset(table["fashion_mnist"], tmp_path / "raw", env={download.MIRROR_ENV: str(mirror)})
     assert (tmp_path / "raw" / files[0].name).read_bytes() == files[0].read_bytes()
 
 
 def test_real_mnist_test_files_match_the_canonical_table(tmp_path, shared_mnist):
-    entries = [s for s in SOURCES["mnist"] if s.filename.startswith("t10k")]
+    entries = [s for s in KINDS["mnist"].files if s.filename.startswith("t10k")]
     assert len(entries) == 2 and all(s.checksum.startswith("sha256:") for s in entries)
     for source in entries:
         path = download.fetch_file(source, tmp_path, kind="mnist", mirror=shared_mnist)
         assert download.checksum_matches(path, source.checksum)[0]
 
 
-def test_checksum_parsing():
-    assert download.parse_checksum("MD5:ABC") == ("md5", "abc")
-    for bad in ("abc", "sha1:abc", "md5:"):
-        with pytest.raises(VaelabError, match="malformed"):
-            download.parse_checksum(bad)
+def test_checksum_parsing_is_one_rule_everywhere(tmp_path):
+    assert parse_checksum("MD5:ABC") == ("md5", "abc")
+    for bad in ("abc", "sha1:abc", "md5:", "md5:xyz"):
+        with pytest.raises(VaelabError) as error:
+            parse_checksum(bad)
+        assert str(error.value) == f"checksum {bad!r} is malformed; write it as 'md5:<hex>' or 'sha256:<hex>'"
+    # A source table with a malformed checksum fails when it is read, naming it.
+    table = save_source_table(tmp_path / "t.json", {"mnist": (SourceFile("a.gz", (), "sha1:00"),)})
+    with pytest.raises(VaelabError, match=r"is not a readable source table \(checksum 'sha1:00' is malformed"):
+        load_source_table({"VAELAB_SOURCES": str(table)})
 
 
 def test_sources_override_warning():
-    assert download.sources_override_warning({}) is None
-    line = download.sources_override_warning({"VAELAB_SOURCES": "/x.json"})
+    assert sources_override_warning({}) is None
+    line = sources_override_warning({"VAELAB_SOURCES": "/x.json"})
     assert "NON-CANONICAL" in line and "/x.json" in line
 
 
@@ -299,35 +303,36 @@ def _stage(args, env, cwd):
 
 
 @pytest.fixture
-def stage_env(tmp_path, mnist_mirror):
+def stage_env(tmp_path, mnist_mirror, write_params):
     mirror, _ = mnist_mirror
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["datasets"]["photos"] = {"data": {"kind": "image_folder", "path": str(tmp_path / "missing")}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "VAELAB_DATA_MIRROR": str(mirror),
+    params = write_params(datasets={"mnist": {"data": {"kind": "mnist"}},
+                                    "photos": {"data": {"kind": "image_folder", "path": str(tmp_path / "missing")}}})
+    env = {**os.environ, "VAELAB_DATA_MIRROR": str(mirror),
            "VAELAB_SOURCES": str(tmp_path / "sources.json")}
-    return env
+    return env, params
 
 
 @pytest.mark.slow
 def test_stage_cli_downloads_with_a_loud_warning(tmp_path, stage_env):
     result = _stage(["--dataset", "mnist", "--out", str(tmp_path / "data/raw/mnist"),
-                     "--params", str(tmp_path / "params.yaml")], stage_env, PROJECT_ROOT)
+                     "--params", str(stage_env[1])], stage_env[0], PROJECT_ROOT)
     assert result.returncode == 0, result.stderr
-    assert "WARNING: VAELAB_SOURCES=" in result.stderr and "NON-CANONICAL" in result.stderr
+    assert "warning: VAELAB_SOURCES=" in result.stderr and "NON-CANONICAL" in result.stderr
     assert _listing(tmp_path / "data/raw/mnist") == sorted(archive_factory.MNIST_FILES)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset, message", [
-    ("nope", "error: unknown dataset 'nope'"),
-    ("photos", "error: image folder"),
+    ("nope", "error: unknown dataset 'nope': params.yaml defines ['mnist', 'photos']; add an entry under 'datasets:' "
+             "or pick one of those"),
+    ("photos", "error: image folder {tmp}/missing does not exist or is not a folder; set datasets.<name>.data.path "
+               "to a folder holding one sub-folder of images per class"),
 ])
 def test_stage_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, stage_env, dataset, message):
     out = tmp_path / "data/raw" / dataset
-    result = _stage(["--dataset", dataset, "--out", str(out), "--params", str(tmp_path / "params.yaml")],
-                    stage_env, PROJECT_ROOT)
+    result = _stage(["--dataset", dataset, "--out", str(out), "--params", str(stage_env[1])],
+                    stage_env[0], PROJECT_ROOT)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in result.stderr
+    assert errors == [message.format(tmp=tmp_path)] and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()

@@ -6,11 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import PROJECT_ROOT
 from vaelab.density import fit_density, save_density
@@ -19,7 +17,8 @@ from vaelab.evaluation import (
     active_units, check_reference, compute_reference, evaluate, load_reference,
     prior_sample_batches, save_reference, write_metrics,
 )
-from vaelab.features import build_stand_in_extractor, compute_activations
+from tests.stand_in import build_stand_in_extractor
+from vaelab.feature_stats import compute_activations
 from vaelab.fid import frechet_distance
 
 
@@ -183,57 +182,52 @@ def test_write_metrics_flat_json(tmp_path):
 
 # ---- the stage CLIs, on a tiny prepared dataset, random Inception weights at 75 px -------------------------
 
-def _params(tmp_path: Path, **fid) -> Path:
-    params = {
-        "seed": 7, "latent_dim": 2, "hidden_dim": 16, "epochs": 1, "batch_size": 32, "learning_rate": 0.001,
-        "beta": 1.0,
-        "datasets": {"tiny": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "likelihood": "bernoulli"}}},
-        "fid": {"network": "random", "num_samples": 40, "batch_size": 20, "image_size": 75, **fid},
-    }
-    path = tmp_path / f"params{len(fid)}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+TINY = {"tiny": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "likelihood": "bernoulli"}}}
 
 
-def _stage(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.slow
-def test_reference_stats_and_evaluate_stages(tmp_path):
+@pytest.fixture
+def tiny_stage_inputs(tmp_path, write_params):
+    """A prepared dataset of 40 + 40 images, an untrained model folder, its mixture and params."""
     from vaelab import models
     from vaelab.data import PreparedData, save_prepared
     from vaelab.params import load_params
+    from vaelab.train_outputs import save_vae
 
     x = images(80, seed=4, size=28)
-    data = PreparedData(x_train=x[:40], y_train=np.zeros(40, np.int64), x_test=x[40:],
-                        y_test=np.zeros(40, np.int64), class_names=("a",))
     prepared = tmp_path / "prepared" / "tiny.npz"
-    save_prepared(data, prepared)
-    params_path = _params(tmp_path)
+    save_prepared(PreparedData(x_train=x[:40], y_train=np.zeros(40, np.int64), x_test=x[40:],
+                               y_test=np.zeros(40, np.int64), class_names=("a",)), prepared)
+    params_path = write_params(datasets=TINY, epochs=1, fid={"num_samples": 40, "batch_size": 20})
     params = load_params(params_path)
     config = models.arch_config(params, params.dataset("tiny"), (28, 28, 1))
     model_dir = tmp_path / "models" / "tiny"
     model_dir.mkdir(parents=True)
-    models.save_vae(models.Vae(models.build_encoder(config), models.build_decoder(config), config), model_dir)
+    save_vae(models.TrainedVae(models.build_encoder(config), models.build_decoder(config), config), model_dir)
     density = tmp_path / "models" / "tiny.gmm.npz"
     save_density(fit_density(np.random.default_rng(0).standard_normal((50, 2)), components=3, seed=0), density)
+    return {"data": prepared, "models": model_dir, "density": density, "params": params_path}
 
+
+@pytest.mark.slow
+def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_params):
+    from stages import evaluate as evaluate_stage
+    from stages import reference_stats as reference_stage
+
+    inputs = tiny_stage_inputs
     reference = tmp_path / "reference" / "tiny.npz"
-    result = _stage("stages.reference_stats", "--dataset", "tiny", "--data", str(prepared), "--out", str(reference),
-                    "--params", str(params_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "FID is biased" in result.stderr  # 40 images < 2048 dimensions
+    with pytest.warns(UserWarning, match="40 samples < 2048 feature dimensions"):
+        reference_stage.main(["--dataset", "tiny", "--data", str(inputs["data"]), "--out", str(reference),
+                              "--params", str(inputs["params"])])
     ref = load_reference(reference)
     assert ref.n == 40 and ref.mu.shape == (2048,) and ref.sigma.shape == (2048, 2048)
     assert ref.metadata["feature_weights"] == "he-normal(seed=7)" and ref.metadata["fid_image_size"] == 75
 
+    # The one subprocess: the stage as DVC runs it.
     out = tmp_path / "metrics" / "tiny.json"
-    args = ["--dataset", "tiny", "--data", str(prepared), "--models", str(model_dir), "--density", str(density),
-            "--reference", str(reference), "--out", str(out)]
-    result = _stage("stages.evaluate", *args, "--params", str(params_path))
+    args = ["--dataset", "tiny", "--data", str(inputs["data"]), "--models", str(inputs["models"]),
+            "--density", str(inputs["density"]), "--reference", str(reference), "--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "stages.evaluate", *args, "--params", str(inputs["params"])],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
     for key in ("fid", "fid_gmm", "fid_reconstruction", "kid", "kid_gmm", "test_elbo", "test_reconstruction", "test_kl",
@@ -242,26 +236,54 @@ def test_reference_stats_and_evaluate_stages(tmp_path):
     assert metrics["fid"] > 0 and metrics["test_elbo"] < 0
     assert 0 <= metrics["active_units"] <= 2
     assert metrics["fid_num_samples"] == 40 and metrics["feature_network"] == "random"
+    # One output format, and none of TensorFlow's C++ start-up lines.
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line and "|" not in line]
+    assert lines[0].startswith("info: TensorFlow ") and "runs on" in lines[0]
+    assert lines[-1].startswith(f"info: tiny: fid {metrics['fid']:.3f} (gmm {metrics['fid_gmm']:.3f})")
+    assert all(line.split(":")[0] in ("info", "warning") for line in lines), lines
+    assert not any(marker in result.stderr for marker in ("I0000", "E0000", "absl::", "cuInit", "oneDNN"))
 
     # Reproducible: the same params and seed give the same metrics, to the last digit.
     again = tmp_path / "metrics" / "again.json"
-    result = _stage("stages.evaluate", *args[:-1], str(again), "--params", str(params_path))
-    assert result.returncode == 0, result.stderr[-3000:]
+    evaluate_stage.main([*args[:-1], str(again), "--params", str(inputs["params"])])
     assert again.read_text() == out.read_text()
 
-    # Reference statistics made with other FID settings: one clear line, exit 1, nothing written.
+    # Reference statistics made with other FID settings: one clear error before any work, nothing written.
     out.unlink()
-    result = _stage("stages.evaluate", *args, "--params", str(_params(tmp_path, image_size=80)))
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: reference statistics")
-    assert "fid_image_size: 75 there, 80 now" in result.stderr
+    with pytest.raises(VaelabError) as error:
+        evaluate_stage.main([*args, "--params", str(write_params(datasets=TINY, fid={"image_size": 80}))])
+    assert str(error.value) == (
+        f"reference statistics {reference} were computed with other FID settings (fid_preprocessing: "
+        f"'tf2-resize-bilinear-75 (half_pixel_centers=True), x/127.5-1' there, "
+        f"'tf2-resize-bilinear-80 (half_pixel_centers=True), x/127.5-1' now; fid_image_size: 75 there, 80 now); "
+        f"re-run `dvc repro reference_stats@<dataset>` (or restore the fid params they were made with)")
     assert not out.exists()
 
 
+def test_reference_stats_stage_missing_data_is_one_clear_error(tmp_path, write_params):
+    from stages import reference_stats as reference_stage
+
+    with pytest.raises(VaelabError) as error:
+        reference_stage.main(["--dataset", "mnist", "--data", str(tmp_path / "absent.npz"),
+                              "--out", str(tmp_path / "ref.npz"), "--params", str(write_params())])
+    assert str(error.value) == (f"prepared data {tmp_path / 'absent.npz'} not found; run "
+                                f"`dvc repro preprocess@<dataset>` first")
+    assert not (tmp_path / "ref.npz").exists()
+
+
 @pytest.mark.slow
-def test_reference_stats_stage_missing_data_is_one_line(tmp_path):
-    result = _stage("stages.reference_stats", "--dataset", "tiny", "--data", str(tmp_path / "absent.npz"),
-                    "--out", str(tmp_path / "ref.npz"), "--params", str(_params(tmp_path)))
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"error: prepared data {tmp_path / 'absent.npz'} not found; run `dvc repro preprocess@<dataset>` first"]
+def test_tensorflow_start_up_lines_show_only_with_the_switch():
+    code = "from vaelab.cli import setup_logging, start_tensorflow; setup_logging(); start_tensorflow()"
+
+    def start(**env: str) -> list[str]:
+        clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "VAELAB_TF_LOGS")}
+        result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return [line for line in result.stderr.splitlines() if line.strip()]
+
+    quiet = start()
+    assert len(quiet) == 1 and quiet[0].startswith("info: TensorFlow ")
+    assert quiet[0].endswith("set VAELAB_TF_LOGS=1 to see its own start-up messages")
+    loud = start(VAELAB_TF_LOGS="1")
+    assert loud[-1] == quiet[0] and len(loud) > 1  # TensorFlow's own lines come first

@@ -1,4 +1,5 @@
-"""The feature pipeline: input handling, streaming, the InceptionV3 builder and its weights."""
+"""The feature networks (the Keras InceptionV3s and their weights) and the streamed feature
+pipeline (:mod:`vaelab.feature_stats`); the 2015 graph has tests of its own."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from vaelab import features
+from tests.stand_in import build_stand_in_extractor
+from vaelab import feature_stats, features
 from vaelab.errors import VaelabError
-from vaelab.features import (
-    FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, build_stand_in_extractor,
-    compute_activations, compute_statistics, find_weights, network_metadata, preprocess_keras,
-)
+from vaelab.feature_stats import compute_activations, compute_statistics
+from vaelab.features import (FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, find_weights,
+                             network_metadata, preprocess_keras)
 
 
 def images(n: int, channels: int = 1, size: int = 12, seed: int = 0) -> np.ndarray:
@@ -76,7 +77,7 @@ def test_statistics_merged_in_chunks_equal_one_go(monkeypatch):
     extractor = build_stand_in_extractor(image_size=16, dims=8)
     x = images(50, seed=6)
     whole = compute_statistics(x, extractor, batch_size=50, progress=False)
-    monkeypatch.setattr(features, "STATS_CHUNK", 7)  # chunk boundaries inside and across batches
+    monkeypatch.setattr(feature_stats, "STATS_CHUNK", 7)  # chunk boundaries inside and across batches
     chunked = compute_statistics(x, extractor, batch_size=12, progress=False)
     assert chunked.n == 50
     np.testing.assert_allclose(chunked.mu, whole.mu, rtol=1e-6, atol=1e-7)
@@ -154,13 +155,15 @@ def test_cached_imagenet_weights_path_comes_from_keras_cache(monkeypatch, tmp_pa
     assert features.fetch_imagenet_weights() == str(cached)
 
 
-def test_bad_settings():
-    with pytest.raises(VaelabError, match="fid.network = 'imagenet' is invalid"):
-        build_feature_extractor("imagenet", 299)
-    with pytest.raises(VaelabError, match="at least 75"):
-        build_feature_extractor("random", 64)
-    with pytest.raises(VaelabError, match="fid.precision = 'float16' is invalid; allowed: float32 | bfloat16"):
-        build_feature_extractor("random", 75, precision="float16")
+@pytest.mark.parametrize("network, size, precision, message", [
+    ("imagenet", 299, "float32", "fid.network = 'imagenet' is invalid; allowed: inception2015 | keras_imagenet | random"),
+    ("random", 64, "float32", "fid.image_size = 64 is invalid; allowed: an integer >= 75 (InceptionV3's smallest input)"),
+    ("random", 75, "float16", "fid.precision = 'float16' is invalid; allowed: float32 | bfloat16"),
+])
+def test_bad_settings_are_one_exact_message(network, size, precision, message):
+    with pytest.raises(VaelabError) as error:
+        build_feature_extractor(network, size, precision=precision)
+    assert str(error.value) == message
 
 
 def test_metadata_names_network_weights_preprocessing_precision_and_size(monkeypatch, tmp_path):

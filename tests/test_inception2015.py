@@ -14,11 +14,12 @@ import pytest
 from tests.torch_archive import Module, Parameter, inception_module_tree, write_archive
 from vaelab import inception2015
 from vaelab.errors import VaelabError
-from vaelab.features import build_feature_extractor, compute_activations, find_weights, network_metadata
-from vaelab.inception2015 import (
-    ARCHITECTURE, HELPER_WEIGHTS, NVIDIA_WEIGHTS, WEIGHTS_ENV, Conv, conv_layers, locate_weights, preprocess,
-    read_weights_file, resize_bilinear_tf1, weights_from_archive,
-)
+from vaelab import inception_weights
+from vaelab.feature_stats import compute_activations
+from vaelab.features import build_feature_extractor, find_weights, network_metadata
+from vaelab.inception2015 import ARCHITECTURE, Conv, conv_layers, preprocess, resize_bilinear_tf1
+from vaelab.inception_weights import (HELPER_WEIGHTS, NVIDIA_WEIGHTS, WEIGHTS_ENV, load_weights, locate_weights,
+                                      read_weights_file, weights_from_archive)
 from vaelab.torchscript import read_archive
 
 GOLDEN_SETS = ("digits28", "noise32", "noise64", "noise299")
@@ -119,8 +120,8 @@ def test_weights_errors_name_the_tensor():
 def _as_helper_wheel(monkeypatch, archive_bytes: bytes) -> None:
     """Make a test archive the pinned default_1.pt (its sha256 replaces the real one's)."""
     fake = dataclasses.replace(HELPER_WEIGHTS, sha256=hashlib.sha256(archive_bytes).hexdigest())
-    monkeypatch.setattr(inception2015, "HELPER_WEIGHTS", fake)
-    monkeypatch.setattr(inception2015, "KNOWN_WEIGHTS", (NVIDIA_WEIGHTS, fake))
+    monkeypatch.setattr(inception_weights, "HELPER_WEIGHTS", fake)
+    monkeypatch.setattr(inception_weights, "KNOWN_WEIGHTS", (NVIDIA_WEIGHTS, fake))
 
 
 def test_files_are_told_apart_by_sha256_and_read_out_of_the_wheel(tmp_path, monkeypatch):
@@ -191,7 +192,8 @@ def test_offline_without_weights_says_which_file_from_where_and_where_to_put_it(
 
 
 def test_wrong_image_size_is_refused_before_anything_is_built():
-    with pytest.raises(VaelabError, match="fid.image_size = 150 is invalid with fid.network inception2015"):
+    with pytest.raises(VaelabError, match="^fid.image_size = 150 is invalid; allowed: 299 with fid.network inception2015, "
+                                          "whose graph takes 299 px only"):
         build_feature_extractor("inception2015", image_size=150)
 
 
@@ -229,7 +231,7 @@ def test_description_matches_the_weights_file_layer_for_layer(real_weights):
 
 
 def test_real_weights_re_serialised_in_nvidia_layout_read_the_same(real_weights, tmp_path):
-    tensors = inception2015.load_weights(real_weights)
+    tensors = load_weights(real_weights)
     root = Module("inception.InceptionV3", {"layers": inception_module_tree(tensors, as_parameters=True)})
     again = weights_from_archive(read_archive(write_archive(tmp_path / "n.pt", root, top="inception")).tensors)
     for layer, parts in tensors.items():
@@ -267,7 +269,7 @@ def test_metadata_names_network_weights_hash_and_preprocessing(extractor_2015, s
 def test_bfloat16_features_are_close_but_not_equal(real_weights, golden):
     import tensorflow as tf
 
-    model = inception2015.build_network(inception2015.load_weights(real_weights), dtype="mixed_bfloat16")
+    model = inception2015.build_network(load_weights(real_weights), dtype="mixed_bfloat16")
     images = golden["images_digits28"]
     features = np.asarray(model(preprocess(images), training=False))
     assert features.dtype == np.float32

@@ -65,10 +65,10 @@ def test_unknown_likelihood_is_refused():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_terms_bookkeeping(likelihood):
-    from vaelab.models import ArchConfig, Vae, build_decoder, build_encoder
+    from vaelab.models import ArchConfig, TrainedVae, build_decoder, build_encoder
 
     config = ArchConfig((6, 6, 1), latent_dim=2, hidden_dim=8, architecture="mlp", likelihood=likelihood)
-    vae = Vae(build_encoder(config), build_decoder(config), config)
+    vae = TrainedVae(build_encoder(config), build_decoder(config), config)
     images = np.random.default_rng(1).integers(0, 256, (10, 6, 6, 1), dtype=np.uint8)
     terms = losses.elbo_terms(vae, images, seed=3, beta=2.0, batch_size=4)
     assert terms["elbo"] == pytest.approx(-(terms["reconstruction"] + terms["kl"]))

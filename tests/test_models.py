@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from vaelab.errors import VaelabError
-from vaelab.models import (ArchConfig, Vae, arch_config, build_decoder, build_encoder, decode_uint8, encode_mean,
-                           load_vae, reconstruct_uint8, sample_prior, save_vae)
+from vaelab.models import (ArchConfig, TrainedVae, arch_config, build_decoder, build_encoder, decode_uint8, encode_mean,
+                           reconstruct_uint8, sample_prior)
+from vaelab.train_outputs import load_vae, save_vae
+from tests.conftest import tiny_params
 from vaelab.params import parse_params
 
 GEOMETRIES = [(28, 28, 1), (32, 32, 3), (64, 64, 3), (92, 92, 3), (128, 128, 3)]
@@ -34,12 +36,10 @@ def test_odd_sizes_crop_back_and_hidden_dim_is_used_by_conv():
 
 
 def test_config_json_round_trip_and_from_params():
-    params = parse_params({
-        "seed": 1, "latent_dim": 4, "hidden_dim": 16, "epochs": 1, "batch_size": 2, "learning_rate": 0.01,
-        "datasets": {"c": {"data": {"kind": "caltech101", "image_size": 92},
-                           "model": {"architecture": "conv", "likelihood": "gaussian"}}},
-        "conv": {"filters": [8, 16], "dropout": 0.25},
-    })
+    params = parse_params(tiny_params(
+        latent_dim=4, datasets={"c": {"data": {"kind": "caltech101", "image_size": 92},
+                                      "model": {"architecture": "conv", "likelihood": "gaussian"}}},
+        conv={"dropout": 0.25}))
     config = arch_config(params, params.dataset("c"), (92, 92, 3))
     assert config == ArchConfig((92, 92, 3), 4, 16, "conv", (8, 16), 0.25, "gaussian")
     assert ArchConfig.from_json(config.to_json()) == config
@@ -64,7 +64,7 @@ def test_bad_configs_are_refused(bad, match):
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, architecture, likelihood, shape):
     config = ArchConfig(shape, latent_dim=2, hidden_dim=8, architecture=architecture, filters=(4, 8),
                         dropout=0.2 if architecture == "conv" else 0.0, likelihood=likelihood)
-    vae = Vae(build_encoder(config), build_decoder(config), config)
+    vae = TrainedVae(build_encoder(config), build_decoder(config), config)
     save_vae(vae, tmp_path)
     loaded = load_vae(tmp_path)
     assert loaded.config == config
@@ -78,7 +78,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, architecture, li
 
 def test_public_api_shapes_and_dtypes():
     config = ArchConfig((8, 8, 3), latent_dim=3, hidden_dim=8)
-    vae = Vae(build_encoder(config), build_decoder(config), config)
+    vae = TrainedVae(build_encoder(config), build_decoder(config), config)
     images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)
     means = encode_mean(vae, images, batch_size=3)
     assert means.shape == (7, 3) and means.dtype == np.float32

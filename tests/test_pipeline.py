@@ -20,25 +20,12 @@ import pytest
 import yaml
 
 from tests import archive_factory
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
 
 # What a user's checkout holds: everything git tracks that the pipeline needs.
 PROJECT_FILES = ("stages", "vaelab", "scripts", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
-
-
-def tiny_params() -> dict:
-    """The project's params.yaml (so every key the stages declare is there), shrunk: MNIST only,
-    tiny models, 2 epochs, the random-weights Inception at its smallest input, few FID samples."""
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params.update(seed=7, latent_dim=2, hidden_dim=32, epochs=2, batch_size=32)
-    params["datasets"] = {"mnist": params["datasets"]["mnist"]}
-    params["conv"] = {"filters": [8, 16], "dropout": 0.0}
-    params["fid"] = {"network": "random", "num_samples": 64, "batch_size": 32, "image_size": 75,
-                     "precision": "float32"}
-    params["plots"] = {"tsne": False, "num_latent_points": 64}
-    return params
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -74,8 +61,14 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     files = archive_factory.write_mnist_like(mirror, n_train=96, n_test=48, seed=0)
     table = archive_factory.write_source_table(tmp_path / "sources.json", {"mnist": files})
 
+    # dvc.yaml's commands say `python`: make it the interpreter running the tests, whatever
+    # `python` on PATH is.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
     env = {
         **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "VAELAB_DATA_MIRROR": str(mirror),
         "VAELAB_SOURCES": str(table),
         "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from tests.conftest import PROJECT_ROOT
-from vaelab import plotting
+from vaelab import figures
 from vaelab.data import PreparedData, save_prepared
 from vaelab.density import fit_density, save_density
 from vaelab.errors import VaelabError
-from vaelab.plotting import (FigureSettings, ModelFunctions, display_scale, grid_shape, image_grid,
-                             interpolation_latents, latent_projection, load_progress, make_figures,
-                             manifold_latents, nearest_neighbours, pick_pair_of_classes, progress_frames,
-                             read_history)
+from vaelab.figure_layout import display_scale, grid_shape, image_grid, progress_frames
+from vaelab.figure_table import FIGURE_FILES, FigureSettings, ModelFunctions, make_figures
+from vaelab.latent_maths import (interpolation_latents, latent_projection, manifold_latents, nearest_neighbours,
+                                 pick_pair_of_classes)
+from vaelab.train_outputs import HISTORY_COLUMNS, load_progress, read_history
 
 CLASS_NAMES = ("circle", "square", "a rather long class name for a legend", "dot")
 
@@ -73,7 +73,7 @@ def fake_model(shape, latent_dim, seed=0) -> ModelFunctions:
 
 
 def fake_history(epochs) -> dict[str, np.ndarray]:
-    history = {column: np.linspace(200, 150, epochs) for column in plotting.HISTORY_COLUMNS}
+    history = {column: np.linspace(200, 150, epochs) for column in HISTORY_COLUMNS}
     history["epoch"] = np.arange(1, epochs + 1, dtype=float)
     history["kl"] = history["val_kl"] = np.linspace(2, 5, epochs)
     return history
@@ -83,7 +83,7 @@ def fake_progress(epochs, shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(epochs, 16, *shape), dtype=np.uint8)
 
 
-def write_history_csv(path: Path, epochs: int, columns=plotting.HISTORY_COLUMNS) -> None:
+def write_history_csv(path: Path, epochs: int, columns=HISTORY_COLUMNS) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -103,7 +103,7 @@ def test_image_grid_places_tiles_with_padding():
     assert grid.sum() == 6 * 10 + 6 * 20  # padding and the two empty cells stay 0
     with pytest.raises(ValueError, match="do not fit"):
         image_grid(np.zeros((5, 2, 2, 3), np.uint8), 2, 2)
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(VaelabError, match="uint8"):
         image_grid(np.zeros((1, 2, 2, 3), np.float32), 1, 1)
 
 
@@ -236,7 +236,7 @@ def test_read_history_round_trip_and_errors(tmp_path):
     path = tmp_path / "history.csv"
     write_history_csv(path, 3)
     history = read_history(path)
-    assert set(history) == set(plotting.HISTORY_COLUMNS)
+    assert set(history) == set(HISTORY_COLUMNS)
     np.testing.assert_array_equal(history["epoch"], [1, 2, 3])
     np.testing.assert_array_equal(history["val_kl"], [105.0, 55.0, 100.0 / 3 + 5])
     with pytest.raises(VaelabError, match="not found"):
@@ -311,7 +311,7 @@ def test_every_figure_of_a_28px_latent_2_run_has_its_designed_size(tmp_path, epo
     out, written = run_figures(tmp_path, (28, 28, 1), 2, epochs)
     assert written == DESIGNED_28PX
     check_files(out, written, epochs)
-    assert set(plotting.FIGURE_FILES) == set(DESIGNED_28PX) | {"latent_tsne.png"}
+    assert set(FIGURE_FILES) == set(DESIGNED_28PX) | {"latent_tsne.png"}
 
 
 @pytest.mark.parametrize("shape, latent_dim, epochs, tsne", [
@@ -321,7 +321,7 @@ def test_every_figure_of_a_28px_latent_2_run_has_its_designed_size(tmp_path, epo
     ((64, 48, 3), 2, 2, False),
 ])
 def test_latent_sizes_2_3_and_16_and_rgb(tmp_path, caplog, shape, latent_dim, epochs, tsne):
-    with caplog.at_level(logging.INFO, logger="vaelab.plotting"):
+    with caplog.at_level(logging.INFO, logger="vaelab"):
         out, written = run_figures(tmp_path, shape, latent_dim, epochs, tsne=tsne)
     check_files(out, written, epochs)
     expected = set(DESIGNED_28PX)
@@ -338,7 +338,7 @@ def test_latent_sizes_2_3_and_16_and_rgb(tmp_path, caplog, shape, latent_dim, ep
     assert written["samples_gmm.png"] == written["samples.png"]
     if latent_dim == 3:
         # three slices of a 12 x 12 grid (400 // 32) side by side, each under a one-line title
-        n = plotting.manifold_size(h, 3)
+        n = figures.manifold_size(h, 3)
         assert n == 12 and written["manifold.png"][1] == 12 + 34 + 17 + n * h + 40 + 12
 
 
@@ -356,7 +356,7 @@ def test_without_a_density_its_figure_is_skipped_and_logged(tmp_path, caplog):
     model = dataclasses.replace(fake_model((28, 28, 1), 2), sample_density=None)
     out = tmp_path / "images"
     out.mkdir()
-    with caplog.at_level(logging.INFO, logger="vaelab.plotting"):
+    with caplog.at_level(logging.INFO, logger="vaelab"):
         written = make_figures(out, fake_data((28, 28, 1)), fake_history(1), fake_progress(1, (28, 28, 1)), model,
                                FigureSettings(num_latent_points=60, skip=("latent_space.png", "manifold.png")))
     assert "samples_gmm.png" not in written and "samples.png" in written
@@ -376,35 +376,35 @@ def test_a_decoder_for_other_images_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_plot_stage_cli(tmp_path):
-    from vaelab.models import ArchConfig, Vae, build_decoder, build_encoder, save_vae
+def test_plot_stage_cli(tmp_path, write_params):
+    from vaelab.models import ArchConfig, TrainedVae, build_decoder, build_encoder
+    from vaelab.train_outputs import save_vae
 
     shape, latent_dim, epochs = (28, 28, 1), 2, 2
     save_prepared(fake_data(shape, n_train=80, n_test=30), tmp_path / "fake.npz")
     models = tmp_path / "models"
     models.mkdir()
     config = ArchConfig(shape, latent_dim=latent_dim, hidden_dim=16)
-    save_vae(Vae(build_encoder(config), build_decoder(config), config), models)
+    save_vae(TrainedVae(build_encoder(config), build_decoder(config), config), models)
     np.save(models / "progress.npy", fake_progress(epochs, shape))
     np.save(models / "progress_latents.npy", np.zeros((16, latent_dim), np.float32))
     density = fit_density(np.random.default_rng(0).standard_normal((60, latent_dim)), components=3, seed=0)
     save_density(density, tmp_path / "fake.gmm.npz")
     write_history_csv(tmp_path / "history.csv", epochs)
-    params = {"seed": 3, "latent_dim": latent_dim, "hidden_dim": 16, "epochs": epochs, "batch_size": 8,
-              "learning_rate": 0.001, "datasets": {"fake": {"data": {"kind": "mnist"}}},
-              "plots": {"tsne": False, "num_latent_points": 50}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params = write_params(seed=3, latent_dim=latent_dim, epochs=epochs, batch_size=8,
+                          datasets={"fake": {"data": {"kind": "mnist"}}}, plots={"num_latent_points": 50})
 
     def run(history):
         args = [sys.executable, "-m", "stages.plot", "--dataset", "fake", "--data", str(tmp_path / "fake.npz"),
                 "--models", str(models), "--density", str(tmp_path / "fake.gmm.npz"), "--history", str(history), "--out", str(tmp_path / "plots" / "images"),
-                "--params", str(tmp_path / "params.yaml")]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(PROJECT_ROOT)}
+                "--params", str(params)]
+        env = {**os.environ}
         return subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
     result = run(tmp_path / "missing.csv")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: training history")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: training history {tmp_path / 'missing.csv'} not found; run `dvc repro train@<dataset>` first")
     assert not (tmp_path / "plots" / "images").exists()
 
     result = run(tmp_path / "history.csv")

@@ -3,23 +3,24 @@ the train stage's outputs. Tiny images (10x10) and tiny networks keep each fit t
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import PROJECT_ROOT
 from vaelab.data import PreparedData, save_prepared
 from vaelab.errors import VaelabError
-from vaelab.models import ArchConfig, load_vae, decode_uint8
-from vaelab.training import (HISTORY_COLUMNS, TrainConfig, check_training_inputs, cpu_has_bfloat16,
-                             mixed_precision_policy, read_backup, run_training, train_dataset, train_vae)
+from vaelab.backup import fingerprint, read_backup
+from vaelab.hardware import cpu_has_bfloat16, mixed_precision_policy
+from vaelab.models import ArchConfig, decode_uint8
+from vaelab.train_outputs import HISTORY_COLUMNS, load_vae, read_history
+from vaelab.training import TrainConfig, check_training_inputs, run_training, train_dataset, train_vae
 
 SHAPE = (10, 10, 1)
 # conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
@@ -39,12 +40,6 @@ def learnable_images(n: int, seed: int) -> np.ndarray:
 
 
 X_TRAIN, X_TEST = learnable_images(200, 0), learnable_images(40, 1)
-
-
-def read_history_csv(path: Path) -> list[dict[str, float]]:
-    """The history CSV as rows like TrainResult.history (the stages read it with plotting.read_history)."""
-    with open(path, newline="") as handle:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def weights_of(result) -> list[np.ndarray]:
@@ -78,7 +73,8 @@ def test_same_seed_gives_identical_history_and_weights(uninterrupted, tmp_path):
     np.testing.assert_array_equal(again.progress, uninterrupted.progress)
 
 
-def test_resume_after_interruption_equals_uninterrupted(uninterrupted, tmp_path):
+def interrupted_backup(folder: Path, train: TrainConfig = TRAIN) -> Path:
+    """A backup folder of a run of ``train`` interrupted after its backup of epoch 2."""
     import keras
 
     class Interrupt(keras.callbacks.Callback):
@@ -86,20 +82,25 @@ def test_resume_after_interruption_equals_uninterrupted(uninterrupted, tmp_path)
             if epoch == 1:  # after the backup of epoch 2 was written
                 raise KeyboardInterrupt("simulated interruption")
 
-    backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):
-        train_vae(X_TRAIN, X_TEST, CONV, TRAIN, backup, verbose=0, callbacks=[Interrupt()])
-    assert json.loads((backup / "state.json").read_text())["epoch"] == 2
+        train_vae(X_TRAIN, X_TEST, CONV, train, folder, verbose=0, callbacks=[Interrupt()])
+    assert json.loads((folder / "state.json").read_text())["epoch"] == 2
+    return folder
 
+
+def test_resume_after_interruption_equals_uninterrupted(uninterrupted, tmp_path):
+    backup = interrupted_backup(tmp_path / "backup")
     out, history = tmp_path / "model", tmp_path / "history.csv"
-    resumed = run_training(X_TRAIN, X_TEST, CONV, TRAIN, out, history, backup, verbose=0, log=lambda _: None)
+    resumed = run_training(X_TRAIN, X_TEST, CONV, TRAIN, out, history, backup, verbose=0)
     assert resumed.resumed_from_epoch == 2
     assert resumed.history == uninterrupted.history
     for a, b in zip(weights_of(resumed), weights_of(uninterrupted)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(resumed.progress, uninterrupted.progress)
     # The stage's outputs: history CSV with every epoch, model folder, and no backup left.
-    assert read_history_csv(history) == uninterrupted.history
+    written = read_history(history)
+    assert {column: list(values) for column, values in written.items()} == {
+        column: [row[column] for row in uninterrupted.history] for column in HISTORY_COLUMNS}
     assert history.read_text().splitlines()[0] == ",".join(HISTORY_COLUMNS)
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json", "decoder.keras", "encoder.keras", "progress.npy", "progress_latents.npy"]
@@ -109,12 +110,23 @@ def test_resume_after_interruption_equals_uninterrupted(uninterrupted, tmp_path)
     np.testing.assert_array_equal(decode_uint8(loaded, resumed.progress_latents), uninterrupted.progress[-1])
 
 
-def test_backup_of_other_settings_is_ignored(uninterrupted, tmp_path):
-    from vaelab.training import fingerprint
-
-    other = TrainConfig(epochs=4, batch_size=32, learning_rate=1e-3, seed=11)
-    assert fingerprint(X_TRAIN, X_TEST, CONV, other) != fingerprint(X_TRAIN, X_TEST, CONV, TRAIN)
-    assert read_backup(tmp_path, "anything") is None  # no backup at all
+@pytest.mark.parametrize("change", ["learning_rate", "data"])
+def test_a_backup_made_under_other_settings_restarts_the_run(tmp_path, caplog, change):
+    backup = interrupted_backup(tmp_path / "backup")  # made with TRAIN on X_TRAIN
+    train, x_train = TRAIN, X_TRAIN
+    if change == "learning_rate":
+        train = dataclasses.replace(TRAIN, learning_rate=1e-3)
+    else:
+        x_train = X_TRAIN.copy()
+        x_train[0, 0, 0, 0] ^= 1  # one pixel of one image
+    assert fingerprint(x_train, X_TEST, CONV, train) != fingerprint(X_TRAIN, X_TEST, CONV, TRAIN)
+    with caplog.at_level(logging.INFO, logger="vaelab"):
+        resumed = train_vae(x_train, X_TEST, CONV, train, backup, verbose=0)
+    assert resumed.resumed_from_epoch == 0
+    assert f"ignoring the backup in {backup} (incomplete or made with other settings)" in caplog.text
+    fresh = train_vae(x_train, X_TEST, CONV, train, tmp_path / "fresh", verbose=0)
+    assert resumed.history == fresh.history
+    assert read_backup(tmp_path / "nothing-here", "anything") is None
 
 
 def test_gaussian_likelihood_trains_with_a_short_last_validation_batch(tmp_path):
@@ -184,15 +196,7 @@ def test_pipeline_is_a_pure_function_of_seed_and_epoch():
 # The stage CLI
 
 
-def _params(tmp_path: Path, **overrides) -> Path:
-    raw = {
-        "seed": 3, "latent_dim": 2, "hidden_dim": 8, "epochs": 2, "batch_size": 50, "learning_rate": 0.001,
-        "beta": 1.0, "datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp"}}},
-        "conv": {"filters": [4, 8]}, **overrides,
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+TOY = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp"}}}
 
 
 def _prepared(tmp_path: Path) -> Path:
@@ -207,59 +211,70 @@ def _stage_args(tmp_path: Path, params: Path) -> list[str]:
             "--params", str(params)]
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"batch_size": 500}, "batch_size = 500 is larger than the 200 training images of dataset toy"),
-    ({"latent_dim": 0}, "latent_dim = 0"),
-    ({"datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "resnet"}}}}, "architecture"),
+def toy_params(write_params, **overrides) -> Path:
+    return write_params(**{"seed": 3, "hidden_dim": 8, "batch_size": 50, "datasets": TOY, "conv": {"filters": [4, 8]},
+                           **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 500}, "batch_size = 500 is larger than the 200 training images of dataset toy; set batch_size "
+                          "in params.yaml to at most 200"),
+    ({"latent_dim": 0}, "params.yaml: latent_dim = 0 is invalid; allowed: an integer >= 1"),
+    ({"datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "resnet"}}}},
+     "params.yaml: datasets.toy.model.architecture = 'resnet' is invalid; allowed: mlp | conv"),
 ])
-def test_stage_refuses_bad_params_before_any_work(tmp_path, overrides, match):
+def test_stage_refuses_bad_params_before_any_work(tmp_path, write_params, overrides, message):
     from stages import train as stage
 
-    with pytest.raises(VaelabError, match=match):
-        stage.main(_stage_args(tmp_path, _params(tmp_path, **overrides)))
+    with pytest.raises(VaelabError) as error:
+        stage.main(_stage_args(tmp_path, toy_params(write_params, **overrides)))
+    assert str(error.value) == message
     assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.slow
-def test_stage_cli_writes_model_and_history(tmp_path):
-    args = _stage_args(tmp_path, _params(tmp_path))
+def test_stage_cli_writes_model_and_history(tmp_path, write_params):
+    args = _stage_args(tmp_path, toy_params(write_params))
     result = subprocess.run([sys.executable, "-m", "stages.train", *args], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Epoch 2/2" in result.stdout  # Keras' per-epoch progress lines
-    rows = read_history_csv(tmp_path / "plots" / "toy" / "history.csv")
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert list(read_history(tmp_path / "plots" / "toy" / "history.csv")["epoch"]) == [1, 2]
     vae = load_vae(tmp_path / "models" / "toy")
     assert vae.config.image_shape == SHAPE and vae.config.architecture == "mlp"
     assert np.load(tmp_path / "models" / "toy" / "progress.npy").shape == (2, 16, *SHAPE)
     assert np.load(tmp_path / "models" / "toy" / "progress_latents.npy").shape == (16, 2)
     assert not (tmp_path / "ckpt" / "toy").exists()
 
-    bad = subprocess.run([sys.executable, "-m", "stages.train", *_stage_args(tmp_path, _params(tmp_path, batch_size=999))],
+    bad = subprocess.run([sys.executable, "-m", "stages.train",
+                          *_stage_args(tmp_path, toy_params(write_params, batch_size=999))],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: batch_size = 999 is larger than")
+    assert bad.stderr.strip().splitlines()[-1] == ("error: batch_size = 999 is larger than the 200 training images of "
+                                                   "dataset toy; set batch_size in params.yaml to at most 200")
 
 
 @pytest.mark.parametrize("on_gpu", [False, True], ids=["cpu-bfloat16", "gpu-float16"])
-def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, capsys, on_gpu):
+def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, caplog, on_gpu):
     import keras
 
-    import vaelab.training
+    import vaelab.hardware
 
     # Both policies run here whatever the machine has: the GPU's float16 with loss scaling
     # (emulated on a CPU, slow but fine for 10x10 images) and the CPU's bfloat16, on a CPU
     # without bfloat16 hardware as CI's AVX2 machines are: training runs, with a warning.
-    policy = vaelab.training.mixed_precision_policy
-    monkeypatch.setattr(vaelab.training, "mixed_precision_policy", lambda train: policy(train, on_gpu=on_gpu))
-    monkeypatch.setattr(vaelab.training, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(vaelab.hardware, "gpu_available", lambda: on_gpu)
+    monkeypatch.setattr(vaelab.hardware, "cpu_has_bfloat16", lambda: False)
     mlp = ArchConfig(SHAPE, latent_dim=2, hidden_dim=16)
     train = TrainConfig(epochs=2, batch_size=50, learning_rate=3e-3, seed=3, mixed_precision=True)
     out = tmp_path / "model"
-    result = run_training(X_TRAIN, X_TEST, mlp, train, out, tmp_path / "history.csv", tmp_path / "backup",
-                          verbose=0, log=lambda _: None)
-    warned = "warning: mixed_precision on this CPU means bfloat16 without hardware support" in capsys.readouterr().err
-    assert warned == (not on_gpu)
+    with caplog.at_level(logging.INFO, logger="vaelab"):
+        result = run_training(X_TRAIN, X_TEST, mlp, train, out, tmp_path / "history.csv", tmp_path / "backup",
+                              verbose=0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ([] if on_gpu else [
+        "train dataset: mixed_precision on this CPU means bfloat16 without hardware support (no AMX or AVX512-BF16), "
+        "measured 2x (mlp) to 10x (conv) slower than float32; set mixed_precision: false in params.yaml"])
     assert all(np.isfinite(row["loss"]) for row in result.history)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     loaded = load_vae(out)
@@ -272,13 +287,12 @@ def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, 
 
 
 def test_mixed_precision_policy_is_float16_on_gpus_and_bfloat16_on_cpus():
-    assert mixed_precision_policy(TRAIN) is None
-    mixed = dataclasses.replace(TRAIN, mixed_precision=True)
-    assert mixed_precision_policy(mixed, on_gpu=True) == "mixed_float16"
-    assert mixed_precision_policy(mixed, on_gpu=False) == "mixed_bfloat16"
+    assert mixed_precision_policy(False) is None
+    assert mixed_precision_policy(True, on_gpu=True) == "mixed_float16"
+    assert mixed_precision_policy(True, on_gpu=False) == "mixed_bfloat16"
     import tensorflow as tf
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    assert mixed_precision_policy(mixed) == ("mixed_float16" if on_gpu else "mixed_bfloat16")
+    assert mixed_precision_policy(True) == ("mixed_float16" if on_gpu else "mixed_bfloat16")
 
 
 def test_cpu_has_bfloat16_reads_the_amx_and_avx512_bf16_flags(tmp_path):

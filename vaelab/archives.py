@@ -13,7 +13,6 @@ at a time, works on non-seekable streams (a tar.gz inside a zip).
 
 from __future__ import annotations
 
-import hashlib
 import stat
 import tarfile
 import zipfile
@@ -130,27 +129,6 @@ def list_tar(source: str | Path | BinaryIO, *, label: str | Path | None = None,
     return [entry for entry, _ in iter_tar(source, label=label, want=lambda _: False, dataset=dataset)]
 
 
-class HashingReader:
-    """A read-only stream wrapper that hashes everything read through it (one pass: verify + parse)."""
-
-    def __init__(self, raw: BinaryIO, algorithm: str) -> None:
-        self._raw = raw
-        self._hasher = hashlib.new(algorithm)
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self._hasher.update(data)
-        return data
-
-    def drain(self) -> None:
-        """Read (and hash) whatever is left, so the digest covers the whole stream."""
-        while self.read(1 << 20):
-            pass
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
-
-
 def _zip_member_type(info: zipfile.ZipInfo) -> int:
     # Unix permission bits live in the high 16 bits of external_attr (when made on Unix).
     return stat.S_IFMT(info.external_attr >> 16)
@@ -190,14 +168,3 @@ def zip_member_stream(archive: zipfile.ZipFile, name: str, dataset: str | None =
         ) from None
     except CORRUPT_ERRORS as error:
         raise corrupt_error(archive.filename, error, dataset) from None
-
-
-def hash_zip_member(archive: zipfile.ZipFile, name: str, algorithm: str, dataset: str | None = None) -> str:
-    """Hex digest of member ``name`` (streamed; a damaged member is a corrupt-archive error)."""
-    try:
-        with zip_member_stream(archive, name, dataset) as stream:
-            reader = HashingReader(stream, algorithm)
-            reader.drain()
-    except CORRUPT_ERRORS as error:
-        raise corrupt_error(archive.filename, error, dataset) from None
-    return reader.hexdigest()

@@ -1,19 +1,38 @@
-"""What every stage command shares: its argument parser, its params and the source table.
+"""What every stage command shares: running it, its output, its arguments, params and sources.
 
-Stages stay thin: ``dvc.yaml`` passes each one ``--dataset`` and its paths; the stage adds its
-own path arguments to :func:`stage_parser` and loads its settings with :func:`stage_params`.
+Stages stay thin: ``dvc.yaml`` passes each one ``--dataset`` and its paths; the stage declares
+them with :func:`stage_parser`, loads its settings with :func:`stage_params` and is run by
+:func:`run_cli`, which sets up the one output format of every stage (``<level>: <message>`` on
+stderr, through :mod:`logging`) and turns a :class:`~vaelab.errors.VaelabError` into one
+``error: ...`` line and exit status 1.
+
+TensorFlow prints a dozen C++ lines when it starts (oneDNN notices, "Could not find cuda
+drivers", and on machines without a GPU an ``E0000 ... failed call to cuInit`` error), most of
+them before its own log settings apply. :func:`start_tensorflow` starts it with those lines
+silenced and logs one line saying which devices it found instead; ``VAELAB_TF_LOGS=1`` shows
+TensorFlow's own lines again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from vaelab.errors import VaelabError
 
 if TYPE_CHECKING:
+    from vaelab.kinds import DatasetKind
     from vaelab.params import DatasetParams, Params
-    from vaelab.sources import SourceFile
 
+TF_LOGS_ENV = "VAELAB_TF_LOGS"
+LOG_FORMAT = "%(levelname)s: %(message)s"
+
+log = logging.getLogger("vaelab")
 
 # The files stages hand each other, by argument name (dvc.yaml passes their paths).
 STAGE_INPUTS = {
@@ -24,6 +43,74 @@ STAGE_INPUTS = {
     "reference": "reference statistics of the reference_stats stage",
     "history": "per-epoch history CSV of the train stage",
 }
+
+
+class _LowerCaseLevels(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    # warnings.warn (e.g. the FID bias warning) as one line in the same format: its message alone.
+    logging.getLogger("py.warnings").warning("%s", message)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """One format for every stage: ``info: ...``, ``warning: ...``, ``error: ...`` on stderr, one
+    line each, Python warnings included."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowerCaseLevels(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    warnings.showwarning = _log_warning
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` with :func:`setup_logging`; a ``VaelabError`` becomes one line
+    ``error: <message>`` on stderr and exit status 1. Anything else is a bug and keeps its traceback."""
+    setup_logging()
+    try:
+        main()
+    except VaelabError as error:
+        log.error("%s", error)
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def _fd2_silenced() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ code writes) to /dev/null, and restore it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow and find its devices, with its C++ start-up lines silenced unless
+    ``VAELAB_TF_LOGS=1``; log which devices it found. Later imports of it are then silent too.
+    (A Python error while importing still shows: it is raised after stderr is restored.)"""
+    if "tensorflow" in sys.modules:
+        return
+    if os.environ.get(TF_LOGS_ENV) == "1":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    else:
+        with _fd2_silenced():
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+    where = f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "the CPU (no GPU found)"
+    log.info("TensorFlow %s runs on %s; set %s=1 to see its own start-up messages", tf.__version__, where,
+             TF_LOGS_ENV)
 
 
 def stage_parser(doc: str, inputs: tuple[str, ...] = (), out: str | None = None) -> argparse.ArgumentParser:
@@ -50,13 +137,12 @@ def stage_params(args: argparse.Namespace) -> tuple["Params", "DatasetParams"]:
     return params, params.dataset(args.dataset)
 
 
-def stage_source_table() -> dict[str, tuple["SourceFile", ...]]:
-    """The source table (:func:`vaelab.sources.load_source_table`), with the loud warning on
-    stderr when ``VAELAB_SOURCES`` replaces the canonical one."""
-    from vaelab.download import sources_override_warning
-    from vaelab.sources import load_source_table
+def stage_source_table() -> dict[str, "DatasetKind"]:
+    """The dataset registry with any ``VAELAB_SOURCES`` replacement (:func:`vaelab.kinds.load_source_table`),
+    and the loud warning when it replaces the canonical one."""
+    from vaelab.kinds import load_source_table, sources_override_warning
 
     warning = sources_override_warning()
     if warning:
-        print(warning, file=sys.stderr)
+        log.warning("%s", warning)
     return load_source_table()

@@ -12,11 +12,22 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_path
+
+
+def check_image_array(images: Any, what: str = "images") -> np.ndarray:
+    """``images`` as an ndarray if it is uint8 (N, H, W, 1|3), the one image format every stage
+    passes on; otherwise a :class:`VaelabError` naming ``what``, its dtype and shape."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise VaelabError(f"{what} must be uint8 images (N, H, W, 1|3), got {images.dtype} of shape {images.shape}; "
+                          f"convert them to uint8 NHWC first")
+    return images
 
 
 @dataclass(frozen=True)
@@ -29,13 +40,12 @@ class PreparedData:
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
-                raise ValueError(f"x_{split} must be uint8 (N, H, W, 1|3), got {x.dtype} {x.shape}")
+            x, y = check_image_array(getattr(self, f"x_{split}"), f"x_{split}"), getattr(self, f"y_{split}")
             if y.shape != (len(x),):
-                raise ValueError(f"y_{split} must have shape ({len(x)},), got {y.shape}")
+                raise VaelabError(f"y_{split} must have shape ({len(x)},), got {y.shape}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"train and test images differ in shape: {self.x_train.shape[1:]} vs {self.x_test.shape[1:]}")
+            raise VaelabError(f"train and test images differ in shape: {self.x_train.shape[1:]} vs "
+                              f"{self.x_test.shape[1:]}")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -67,5 +77,5 @@ def load_prepared(path: str | Path) -> PreparedData:
             )
     except FileNotFoundError:
         raise VaelabError(f"prepared data {path} not found; run `dvc repro preprocess@<dataset>` first") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, VaelabError) as error:
         raise VaelabError(f"prepared data {path} is damaged ({error}); delete it and re-run the preprocess stage") from None

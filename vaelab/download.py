@@ -1,7 +1,7 @@
 """Fetch a dataset's canonical files into ``data/raw/<name>/``, verified against pinned checksums.
 
-The files of each dataset kind, their mirror URLs and their checksums come from one table,
-:func:`vaelab.sources.load_source_table`. For every file:
+The files of each dataset kind, their mirror URLs and their checksums come from the registry,
+:mod:`vaelab.kinds` (with any ``VAELAB_SOURCES`` replacement). For every file:
 
 1. a file already in the out folder whose checksum matches is reused (the stage output is
    ``persist: true``, so a re-run re-verifies instead of fetching again); one that does not
@@ -23,14 +23,16 @@ Environment variables:
     is looked up first, then ``$MIRROR/<filename>``; the per-kind sub-folder lets MNIST and
     Fashion-MNIST, which share file names, live in one mirror). When set, files are copied
     from there, still checksum-verified, and the network is never touched; a missing file is
-    an error naming the paths looked up.
+    an error naming the paths looked up. Where a kind has alternative files (Caltech101's
+    original ``101_ObjectCategories.tar.gz`` instead of CaltechDATA's zip), a mirror may hold
+    those instead, each checked against its own published hash.
 ``VAELAB_SOURCES``
     A JSON source table replacing the canonical entries (tests use it to feed generated
-    archives with their own real checksums); see :mod:`vaelab.sources`. Verification is never
+    archives with their own real checksums); see :mod:`vaelab.kinds`. Verification is never
     skipped; the stage prints a loud warning when the variable is set.
 
-The ``image_folder`` kind has no source table entry: its folder (``datasets.<name>.data.path``)
-is copied (a snapshot) into the out folder instead.
+Kinds that take a path (``image_folder``) have no files: their folder
+(``datasets.<name>.data.path``) is copied (a snapshot) into the out folder instead.
 """
 
 from __future__ import annotations
@@ -51,11 +53,11 @@ from typing import Callable, Iterable, Mapping
 from tqdm import tqdm
 
 from vaelab.errors import VaelabError
+from vaelab.images import image_suffixes
 from vaelab.io import atomic_path
-from vaelab.sources import SOURCES_ENV, SourceFile
+from vaelab.kinds import DatasetKind, SourceFile, parse_checksum
 
 MIRROR_ENV = "VAELAB_DATA_MIRROR"
-HASH_ALGORITHMS = ("md5", "sha256")
 # HTTP statuses worth retrying: the server is overloaded or rate-limiting, not refusing.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "vaelab-download/1.0 (Python urllib)"
@@ -71,27 +73,6 @@ class _TransientError(Exception):
 
 class _PermanentError(Exception):
     """A failure of one URL that retrying will not fix (404, bad URL); try the next mirror."""
-
-
-def sources_override_warning(env: Mapping[str, str] | None = None) -> str | None:
-    """The loud warning line to print when ``VAELAB_SOURCES`` replaces the canonical table, else None."""
-    env = os.environ if env is None else env
-    table = env.get(SOURCES_ENV)
-    if not table:
-        return None
-    return (f"WARNING: {SOURCES_ENV}={table} is set: using a NON-CANONICAL source table; files and "
-            f"checksums come from that file, not from vaelab/sources.py. Unset it for the real datasets.")
-
-
-def parse_checksum(checksum: str) -> tuple[str, str]:
-    """Split ``"md5:<hex>"`` / ``"sha256:<hex>"`` into (algorithm, lowercase hex digest)."""
-    algorithm, _, digest = checksum.partition(":")
-    algorithm = algorithm.strip().lower()
-    if algorithm not in HASH_ALGORITHMS or not digest:
-        raise VaelabError(
-            f"checksum {checksum!r} is malformed; write it as 'md5:<hex>' or 'sha256:<hex>'"
-        )
-    return algorithm, digest.strip().lower()
 
 
 def file_digest(path: str | Path, algorithm: str) -> str:
@@ -122,7 +103,7 @@ def _mismatch(filename: str, expected: str, actual: str, origin: str) -> VaelabE
     return VaelabError(
         f"checksum mismatch for {filename} (from {origin}): expected {expected}, got {actual}; "
         f"the file was deleted. A mirror may serve a different or damaged file: retry, or check "
-        f"the file and the table in vaelab/sources.py"
+        f"the file and the table in vaelab/kinds.py"
     )
 
 
@@ -291,13 +272,6 @@ def download_files(kind: str, files: Iterable[SourceFile], out_dir: str | Path, 
     return paths
 
 
-def _image_suffixes() -> frozenset[str]:
-    from PIL import Image  # only the image_folder kind needs Pillow here
-
-    Image.init()
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
-
-
 def snapshot_image_folder(source: str | Path, out_dir: str | Path) -> dict[str, int]:
     """Copy the class folders of ``source`` into ``out_dir`` (replacing it atomically).
 
@@ -312,7 +286,7 @@ def snapshot_image_folder(source: str | Path, out_dir: str | Path) -> dict[str, 
             f"image folder {source} does not exist or is not a folder; set datasets.<name>.data.path "
             f"to a folder holding one sub-folder of images per class"
         )
-    suffixes = _image_suffixes()
+    suffixes = image_suffixes()
     counts: dict[str, int] = {}
     for class_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         counts[class_dir.name] = sum(
@@ -337,23 +311,30 @@ def snapshot_image_folder(source: str | Path, out_dir: str | Path) -> dict[str, 
     return counts
 
 
-def download_dataset(kind: str, out_dir: str | Path, *, table: Mapping[str, tuple[SourceFile, ...]],
-                     path: str | None = None, env: Mapping[str, str] | None = None,
-                     **fetch_kwargs) -> None:
-    """The download stage: fetch dataset ``kind`` into ``out_dir``.
+def _in_mirror(mirror: Path, kind: str, files: tuple[SourceFile, ...]) -> bool:
+    return bool(files) and all(any(p.is_file() for p in mirror_candidates(mirror, kind, f.filename)) for f in files)
 
-    ``table`` is the source table (:func:`vaelab.sources.load_source_table`); ``path`` the
-    image folder for kind ``image_folder``; ``env`` supplies ``VAELAB_DATA_MIRROR``.
-    """
+
+def files_to_fetch(kind: DatasetKind, mirror: str | Path | None) -> tuple[SourceFile, ...]:
+    """``kind.files``, or its alternative files when a mirror holds those and not the former."""
+    if mirror is not None and kind.alternative and not _in_mirror(Path(mirror), kind.name, kind.files) \
+            and _in_mirror(Path(mirror), kind.name, kind.alternative):
+        return kind.alternative
+    return kind.files
+
+
+def download_dataset(kind: DatasetKind, out_dir: str | Path, *, path: str | None = None,
+                     env: Mapping[str, str] | None = None, **fetch_kwargs) -> None:
+    """The download stage: fetch dataset ``kind`` (a registry entry, :mod:`vaelab.kinds`) into
+    ``out_dir``; for a kind that takes a path, snapshot ``path``. ``env`` supplies
+    ``VAELAB_DATA_MIRROR``."""
     env = os.environ if env is None else env
-    if kind == "image_folder":
+    if kind.takes_path:
         if not path:
-            raise VaelabError("an image_folder dataset needs data.path: a folder with one sub-folder of images per class")
+            raise VaelabError(f"a {kind.name} dataset needs data.path: a folder with one sub-folder of images per class")
         snapshot_image_folder(path, out_dir)
         return
-    if kind not in table:
-        raise VaelabError(f"dataset kind {kind!r} has no entry in the source table; known: {sorted(table)}")
     mirror = env.get(MIRROR_ENV) or None
     if mirror is not None and not Path(mirror).is_dir():
         raise VaelabError(f"{MIRROR_ENV}={mirror} is not a folder; point it at the folder holding the dataset files or unset it")
-    download_files(kind, table[kind], out_dir, mirror=mirror, **fetch_kwargs)
+    download_files(kind.name, files_to_fetch(kind, mirror), out_dir, mirror=mirror, **fetch_kwargs)

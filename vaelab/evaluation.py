@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from vaelab.errors import VaelabError
-from vaelab.features import METADATA_KEYS, FeatureExtractor, FeatureStats, compute_statistics
+from vaelab.feature_stats import FeatureStats, compute_statistics
+from vaelab.features import METADATA_KEYS, FeatureExtractor
 from vaelab.fid import frechet_distance, kernel_inception_distance
 from vaelab.io import atomic_path
 from vaelab.precision_recall import DEFAULT_K, kth_neighbour_radii, precision_recall

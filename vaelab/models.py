@@ -13,7 +13,7 @@ Encoder and decoder are two plain functional Keras models made only of built-in 
 * decoder: z (N, L) -> (N, H, W, C) logits (bernoulli) or means (gaussian).
 
 The reparameterised sample z = mean + exp(log_var / 2) * eps lives in the training model
-(:class:`vaelab.training.VAE`), not in the saved encoder.
+(:class:`vaelab.vae_model.VAE`), not in the saved encoder.
 
 TensorFlow/Keras are imported inside the functions that need them, so importing this module
 (e.g. for :class:`ArchConfig` or :func:`sample_prior`) is cheap.
@@ -24,20 +24,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vaelab.errors import VaelabError
 
-ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
-ENCODER_FILE = "encoder.keras"
-DECODER_FILE = "decoder.keras"
-CONFIG_FILE = "config.json"
-PROGRESS_FILE = "progress.npy"
-PROGRESS_LATENTS_FILE = "progress_latents.npy"
+from vaelab.params import ARCHITECTURES, LIKELIHOODS
 
 
 @dataclass(frozen=True)
@@ -173,41 +166,13 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
 
 
 @dataclass
-class Vae:
-    """A trained VAE as loaded from a model folder: the two networks and their config."""
+class TrainedVae:
+    """A trained VAE: its two networks and their config (saved and loaded by
+    :mod:`vaelab.train_outputs`)."""
 
     encoder: Any
     decoder: Any
     config: ArchConfig
-
-
-def save_vae(vae: Vae, folder: str | Path) -> None:
-    """Write encoder.keras, decoder.keras and config.json into ``folder`` (which must exist).
-    Callers write into an :func:`vaelab.io.atomic_path` folder."""
-    folder = Path(folder)
-    vae.encoder.save(folder / ENCODER_FILE)
-    vae.decoder.save(folder / DECODER_FILE)
-    (folder / CONFIG_FILE).write_text(vae.config.to_json() + "\n")
-
-
-def load_vae(model_dir: str | Path) -> Vae:
-    """Load a model folder written by the train stage. A missing or damaged folder is a VaelabError."""
-    import keras
-
-    model_dir = Path(model_dir)
-    names = (ENCODER_FILE, DECODER_FILE, CONFIG_FILE)
-    missing = [n for n in names if not (model_dir / n).is_file()]
-    if missing:
-        raise VaelabError(
-            f"model folder {model_dir} lacks {', '.join(missing)}; run `dvc repro train@<dataset>` first"
-        )
-    try:
-        config = ArchConfig.from_json((model_dir / CONFIG_FILE).read_text())
-        encoder = keras.models.load_model(model_dir / ENCODER_FILE, compile=False)
-        decoder = keras.models.load_model(model_dir / DECODER_FILE, compile=False)
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise VaelabError(f"model folder {model_dir} is damaged ({error}); delete it and re-run the train stage") from None
-    return Vae(encoder=encoder, decoder=decoder, config=config)
 
 
 def batch_slices(n: int, batch_size: int):
@@ -221,14 +186,14 @@ def images_to_float(images_uint8: np.ndarray) -> np.ndarray:
     return np.asarray(images_uint8, dtype=np.float32) / np.float32(255.0)
 
 
-def _check_images(vae: Vae, images: np.ndarray) -> None:
+def _check_images(vae: TrainedVae, images: np.ndarray) -> None:
     if images.ndim != 4 or tuple(images.shape[1:]) != vae.config.image_shape:
         raise VaelabError(
             f"images of shape {tuple(images.shape)} do not fit the model, which takes (N, {', '.join(map(str, vae.config.image_shape))})"
         )
 
 
-def encode(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def encode(vae: TrainedVae, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, H, W, C) -> (mean, log_var), each float32 (N, latent_dim)."""
     images_uint8 = np.asarray(images_uint8)
     _check_images(vae, images_uint8)
@@ -243,7 +208,7 @@ def encode(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[n
     return np.concatenate(means), np.concatenate(log_vars)
 
 
-def encode_mean(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def encode_mean(vae: TrainedVae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """uint8 (N, H, W, C) -> float32 (N, latent_dim): the encoder mean of each image."""
     return encode(vae, images_uint8, batch_size)[0]
 
@@ -264,7 +229,7 @@ def to_uint8(images01: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(images01) * 255.0), 0, 255).astype(np.uint8)
 
 
-def decode_uint8(vae: Vae, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def decode_uint8(vae: TrainedVae, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """float (N, latent_dim) -> uint8 (N, H, W, C): the decoder mean as an image."""
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != vae.config.latent_dim:
@@ -276,7 +241,7 @@ def decode_uint8(vae: Vae, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def reconstruct_uint8(vae: Vae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def reconstruct_uint8(vae: TrainedVae, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """uint8 (N, H, W, C) -> uint8 (N, H, W, C): decoder mean at the encoder mean."""
     return decode_uint8(vae, encode_mean(vae, images_uint8, batch_size), batch_size)
 

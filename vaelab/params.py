@@ -1,11 +1,14 @@
 """Load and validate ``params.yaml``: the one place that knows what a valid parameter is.
 
 Every stage calls :func:`load_params` before doing any work, so a bad value fails fast with
-one :class:`~vaelab.errors.VaelabError` naming the key, the value and what is allowed.
+one :class:`~vaelab.errors.VaelabError` naming the key, the value and what is allowed. The
+allowed values are declared here (dataset kinds come from the registry, :mod:`vaelab.kinds`);
+the defaults are the dataclass fields' own, and the allowed keys of each section are its fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,14 +16,22 @@ from typing import Any, Mapping
 import yaml
 
 from vaelab.errors import VaelabError
-from vaelab.features import NETWORKS as FID_NETWORKS
-from vaelab.features import PRECISIONS as FID_PRECISIONS
+from vaelab.kinds import KINDS
 
-KINDS = ("mnist", "fashion_mnist", "cifar10", "caltech101", "image_folder")
-# Kinds whose images are resized to `image_size` and split by `test_fraction`.
-RESIZED_KINDS = ("caltech101", "image_folder")
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
+FID_NETWORKS = ("inception2015", "keras_imagenet", "random")
+FID_PRECISIONS = ("float32", "bfloat16")
+FID_NATIVE_SIZE = 299  # the 2015 graph's only input size
+FID_MIN_SIZE = 75  # keras.applications.InceptionV3's smallest input
+
+
+def _data(default: Any) -> Any:
+    return field(default=default, metadata={"section": "data"})
+
+
+def _model(default: Any) -> Any:
+    return field(default=default, metadata={"section": "model"})
 
 
 @dataclass(frozen=True)
@@ -28,12 +39,12 @@ class DatasetParams:
     """Settings of one entry under ``datasets:`` (its ``data`` and ``model`` parts, flattened)."""
 
     name: str
-    kind: str
-    architecture: str = "mlp"
-    likelihood: str = "bernoulli"
-    image_size: int = 64
-    test_fraction: float = 0.2
-    path: str | None = None  # image_folder only
+    kind: str = _data(None)
+    path: str | None = _data(None)  # kinds that take a path (image_folder) only
+    image_size: int = _data(64)  # resized kinds only
+    test_fraction: float = _data(0.2)  # resized kinds only
+    architecture: str = _model("mlp")
+    likelihood: str = _model("bernoulli")
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class FidParams:
     network: str = "inception2015"
     num_samples: int = 10000
     batch_size: int = 100
-    image_size: int = 299
+    image_size: int = FID_NATIVE_SIZE
     precision: str = "float32"
 
 
@@ -72,8 +83,8 @@ class Params:
     epochs: int
     batch_size: int
     learning_rate: float
-    beta: float
     datasets: dict[str, DatasetParams]
+    beta: float = 1.0
     mixed_precision: bool = False
     conv: ConvParams = field(default_factory=ConvParams)
     fid: FidParams = field(default_factory=FidParams)
@@ -88,6 +99,33 @@ class Params:
                 f"add an entry under 'datasets:' or pick one of those"
             )
         return self.datasets[name]
+
+
+def fid_settings_problem(network: str, image_size: int, precision: str) -> str | None:
+    """What is wrong with these FID network settings (``fid.<key> = <value> is invalid; ...``), or None."""
+    if network not in FID_NETWORKS:
+        return f"fid.network = {network!r} is invalid; allowed: {' | '.join(FID_NETWORKS)}"
+    if precision not in FID_PRECISIONS:
+        return f"fid.precision = {precision!r} is invalid; allowed: {' | '.join(FID_PRECISIONS)}"
+    if network == "inception2015" and image_size != FID_NATIVE_SIZE:
+        return (f"fid.image_size = {image_size!r} is invalid; allowed: {FID_NATIVE_SIZE} with fid.network "
+                f"inception2015, whose graph takes {FID_NATIVE_SIZE} px only (other sizes: keras_imagenet or random)")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < FID_MIN_SIZE:
+        return f"fid.image_size = {image_size!r} is invalid; allowed: an integer >= {FID_MIN_SIZE} (InceptionV3's smallest input)"
+    return None
+
+
+def _default(cls: type, key: str) -> Any:
+    """The default of field ``key`` of dataclass ``cls`` (None where it has none: required)."""
+    found = {f.name: f for f in dataclasses.fields(cls)}[key]
+    if found.default is not dataclasses.MISSING:
+        return found.default
+    return None
+
+
+def _keys(cls: type, section: str | None = None) -> set[str]:
+    """The keys a section may hold: the fields of ``cls`` (of one ``section`` of DatasetParams)."""
+    return {f.name for f in dataclasses.fields(cls) if section is None or f.metadata.get("section") == section}
 
 
 def _fail(key: str, value: Any, allowed: str) -> VaelabError:
@@ -130,7 +168,7 @@ def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], prefix: 
     return value
 
 
-def _bool(raw: Mapping[str, Any], key: str, prefix: str = "", default: bool = False) -> bool:
+def _bool(raw: Mapping[str, Any], key: str, prefix: str = "", default: Any = None) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
         raise _fail(prefix + key, value, "true | false")
@@ -162,29 +200,31 @@ def _dataset(name: str, raw: Any) -> DatasetParams:
     if not isinstance(model, Mapping):
         raise _fail(f"datasets.{name}.model", model, "a mapping with 'architecture' and 'likelihood'")
     data_prefix, model_prefix = f"datasets.{name}.data.", f"datasets.{name}.model."
-    _check_keys(data, {"kind", "image_size", "test_fraction", "path"}, data_prefix)
-    _check_keys(model, {"architecture", "likelihood"}, model_prefix)
-    kind = _choice(data, "kind", KINDS, data_prefix)
+    _check_keys(data, _keys(DatasetParams, "data"), data_prefix)
+    _check_keys(model, _keys(DatasetParams, "model"), model_prefix)
+    kind = KINDS[_choice(data, "kind", tuple(KINDS), data_prefix)]
     path = data.get("path")
-    if kind == "image_folder":
+    if kind.takes_path:
         if not isinstance(path, str) or not path:
             raise _fail(data_prefix + "path", path, "a folder with one sub-folder of images per class")
     elif path is not None:
-        raise _fail(data_prefix + "path", path, "only datasets of kind image_folder take a path")
-    if kind not in RESIZED_KINDS:
+        takers = " and ".join(k.name for k in KINDS.values() if k.takes_path)
+        raise _fail(data_prefix + "path", path, f"only datasets of kind {takers} take a path")
+    if not kind.resized:
+        resized = " and ".join(k.name for k in KINDS.values() if k.resized)
         for key in ("image_size", "test_fraction"):
             if key in data:
                 raise _fail(data_prefix + key, data[key],
-                            f"nothing: {kind} ships fixed image sizes and splits; only "
-                            f"{' and '.join(RESIZED_KINDS)} take {key}")
+                            f"nothing: {kind.name} ships fixed image sizes and splits; only {resized} take {key}")
+    d = lambda key: _default(DatasetParams, key)  # noqa: E731
     return DatasetParams(
         name=name,
-        kind=kind,
-        architecture=_choice(model, "architecture", ARCHITECTURES, model_prefix, default="mlp"),
-        likelihood=_choice(model, "likelihood", LIKELIHOODS, model_prefix, default="bernoulli"),
-        image_size=_int(data, "image_size", data_prefix, minimum=8, default=64),
-        test_fraction=_float(data, "test_fraction", data_prefix, low=0.0, high=1.0, default=0.2),
+        kind=kind.name,
         path=path,
+        image_size=_int(data, "image_size", data_prefix, minimum=8, default=d("image_size")),
+        test_fraction=_float(data, "test_fraction", data_prefix, low=0.0, high=1.0, default=d("test_fraction")),
+        architecture=_choice(model, "architecture", ARCHITECTURES, model_prefix, default=d("architecture")),
+        likelihood=_choice(model, "likelihood", LIKELIHOODS, model_prefix, default=d("likelihood")),
     )
 
 
@@ -192,8 +232,7 @@ def parse_params(raw: Any) -> Params:
     """Validate the parsed YAML mapping ``raw`` and return typed :class:`Params`."""
     if not isinstance(raw, Mapping):
         raise VaelabError(f"params.yaml must be a mapping of settings, got {type(raw).__name__}")
-    _check_keys(raw, {"seed", "latent_dim", "hidden_dim", "epochs", "batch_size", "learning_rate",
-                      "beta", "mixed_precision", "datasets", "conv", "fid", "gmm", "plots"}, "")
+    _check_keys(raw, _keys(Params), "")
     datasets_raw = raw.get("datasets")
     if not isinstance(datasets_raw, Mapping) or not datasets_raw:
         raise _fail("datasets", datasets_raw, "a non-empty mapping of dataset name to settings")
@@ -202,25 +241,27 @@ def parse_params(raw: Any) -> Params:
             raise _fail("datasets", name, "names of letters, digits, '_' and '-'")
 
     conv_raw = _section(raw, "conv")
-    _check_keys(conv_raw, {"filters", "dropout"}, "conv.")
-    filters = conv_raw.get("filters", [32, 64, 128])
+    _check_keys(conv_raw, _keys(ConvParams), "conv.")
+    filters = conv_raw.get("filters", list(_default(ConvParams, "filters")))
     if (not isinstance(filters, list) or not filters
             or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in filters)):
         raise _fail("conv.filters", filters, "a non-empty list of positive integers")
 
     fid_raw = _section(raw, "fid")
-    _check_keys(fid_raw, {"network", "num_samples", "batch_size", "image_size", "precision"}, "fid.")
-    fid_network = _choice(fid_raw, "network", FID_NETWORKS, "fid.", default="inception2015")
-    fid_image_size = _int(fid_raw, "image_size", "fid.", minimum=75, default=299)
-    if fid_network == "inception2015" and fid_image_size != 299:
-        raise _fail("fid.image_size", fid_image_size, "299 with fid.network inception2015, whose graph takes "
-                    "299 px only (other sizes: keras_imagenet or random)")
+    _check_keys(fid_raw, _keys(FidParams), "fid.")
+    fid = lambda key: _default(FidParams, key)  # noqa: E731
+    fid_network = _choice(fid_raw, "network", FID_NETWORKS, "fid.", default=fid("network"))
+    fid_image_size = _int(fid_raw, "image_size", "fid.", minimum=FID_MIN_SIZE, default=fid("image_size"))
+    fid_precision = _choice(fid_raw, "precision", FID_PRECISIONS, "fid.", default=fid("precision"))
+    problem = fid_settings_problem(fid_network, fid_image_size, fid_precision)
+    if problem:
+        raise VaelabError(f"params.yaml: {problem}")
     gmm_raw = _section(raw, "gmm")
-    _check_keys(gmm_raw, {"components"}, "gmm.")
+    _check_keys(gmm_raw, _keys(GmmParams), "gmm.")
     plots_raw = _section(raw, "plots")
-    _check_keys(plots_raw, {"tsne", "num_latent_points"}, "plots.")
-    tsne = _bool(plots_raw, "tsne", "plots.")
+    _check_keys(plots_raw, _keys(PlotParams), "plots.")
 
+    top = lambda key: _default(Params, key)  # noqa: E731
     return Params(
         seed=_int(raw, "seed", minimum=0),
         latent_dim=_int(raw, "latent_dim"),
@@ -228,24 +269,26 @@ def parse_params(raw: Any) -> Params:
         epochs=_int(raw, "epochs"),
         batch_size=_int(raw, "batch_size"),
         learning_rate=_float(raw, "learning_rate", low=0.0),
-        beta=_float(raw, "beta", low=0.0, low_inclusive=True, default=1.0),
+        beta=_float(raw, "beta", low=0.0, low_inclusive=True, default=top("beta")),
         datasets={name: _dataset(name, value) for name, value in datasets_raw.items()},
-        mixed_precision=_bool(raw, "mixed_precision"),
+        mixed_precision=_bool(raw, "mixed_precision", default=top("mixed_precision")),
         conv=ConvParams(
             filters=tuple(filters),
-            dropout=_float(conv_raw, "dropout", "conv.", low=0.0, high=1.0, low_inclusive=True, default=0.0),
+            dropout=_float(conv_raw, "dropout", "conv.", low=0.0, high=1.0, low_inclusive=True,
+                           default=_default(ConvParams, "dropout")),
         ),
         fid=FidParams(
             network=fid_network,
-            num_samples=_int(fid_raw, "num_samples", "fid.", minimum=2, default=10000),
-            batch_size=_int(fid_raw, "batch_size", "fid.", default=100),
+            num_samples=_int(fid_raw, "num_samples", "fid.", minimum=2, default=fid("num_samples")),
+            batch_size=_int(fid_raw, "batch_size", "fid.", default=fid("batch_size")),
             image_size=fid_image_size,
-            precision=_choice(fid_raw, "precision", FID_PRECISIONS, "fid.", default="float32"),
+            precision=fid_precision,
         ),
-        gmm=GmmParams(components=_int(gmm_raw, "components", "gmm.", default=10)),
+        gmm=GmmParams(components=_int(gmm_raw, "components", "gmm.", default=_default(GmmParams, "components"))),
         plots=PlotParams(
-            tsne=tsne,
-            num_latent_points=_int(plots_raw, "num_latent_points", "plots.", default=10000),
+            tsne=_bool(plots_raw, "tsne", "plots.", default=_default(PlotParams, "tsne")),
+            num_latent_points=_int(plots_raw, "num_latent_points", "plots.",
+                                   default=_default(PlotParams, "num_latent_points")),
         ),
     )
 

@@ -9,22 +9,20 @@ Per dataset kind, reading ``data/raw/<name>/`` as the download stage left it:
   1 label byte + 3072 pixel bytes (R, G, B planes of 32x32), parsed with numpy into 32x32x3
   HWC. Nothing is unpickled. 50,000 / 10,000.
 * ``caltech101``: ``caltech-101.zip`` (CaltechDATA), whose member
-  ``caltech-101/101_ObjectCategories.tar.gz`` (Fei-Fei et al. 2004) is checksum-verified and
-  streamed; a plain ``101_ObjectCategories.tar.gz`` in the raw folder works too. The
-  ``BACKGROUND_Google`` clutter class is dropped; images are converted to RGB, centre-cropped
-  to a square and resized with antialiasing to ``image_size``, then split by class
-  (``test_fraction``, ``seed``).
+  ``caltech-101/101_ObjectCategories.tar.gz`` (Fei-Fei et al. 2004) is streamed; a plain
+  ``101_ObjectCategories.tar.gz`` in the raw folder works too. Each was checked against its own
+  published hash when downloaded (the zip's sha256 fixes every byte of the tarball inside it).
+  The ``BACKGROUND_Google`` clutter class is dropped; images are converted to RGB,
+  centre-cropped to a square and resized with antialiasing to ``image_size``, then split by
+  class (``test_fraction``, ``seed``).
 * ``image_folder``: the same decode/resize/split over a snapshot of class folders; a single
   unreadable image is skipped with a logged warning (and counted), no readable image at all
   is an error.
 
 Archives are read with :mod:`vaelab.archives` (streamed, never extracted). Images are
 decoded straight into preallocated arrays, so peak memory is the final arrays plus one batch.
-
-The inner Caltech101 checksum is :data:`vaelab.sources.CALTECH101_INNER_CHECKSUM`; a source
-table given by ``VAELAB_SOURCES`` (tests) may supply its own under the pseudo-kind
-:data:`CALTECH101_INNER_KEY` (one entry: filename, urls ``[]``, checksum). If it does not,
-the canonical value is checked: the check is never skipped.
+Which reader prepares which kind, its file names and class names come from the registry,
+:mod:`vaelab.kinds`; every reader takes ``(raw_dir, kind, ds, seed, workers)``.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import gzip
 import logging
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -41,29 +39,21 @@ from vaelab import archives
 from vaelab.data import PreparedData
 from vaelab.errors import VaelabError
 from vaelab.images import decode_into, image_suffixes, split_inplace
+from vaelab.kinds import CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE, IDX_TEST, IDX_TRAIN
+from vaelab.kinds import DatasetKind
 from vaelab.params import DatasetParams
-from vaelab.sources import CALTECH101_INNER_CHECKSUM, CLASS_NAMES, SourceFile
 
 log = logging.getLogger(__name__)
 
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
+IDX_FILES = {"train": IDX_TRAIN, "test": IDX_TEST}
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 
-CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_TEST = "test_batch.bin"
 CIFAR10_META = "batches.meta.txt"
 CIFAR10_RECORD = 1 + 3 * 32 * 32
 
-CALTECH101_ZIP = "caltech-101.zip"
-CALTECH101_TAR = "101_ObjectCategories.tar.gz"
-CALTECH101_ZIP_MEMBER = f"caltech-101/{CALTECH101_TAR}"
-CALTECH101_DROP = ("BACKGROUND_Google",)
-CALTECH101_INNER_KEY = "caltech101_inner"
 
 
 def _missing(path: Path, dataset: str) -> VaelabError:
@@ -114,10 +104,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
-def prepare_idx(raw_dir: str | Path, kind: str, dataset: str = "<dataset>") -> PreparedData:
+def prepare_idx(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams, seed: int = 0,
+                workers: int | None = None) -> PreparedData:
     """MNIST / Fashion-MNIST from the four idx .gz files in ``raw_dir``: (N, 28, 28, 1) uint8."""
     raw_dir = Path(raw_dir)
-    class_names = CLASS_NAMES[kind]
+    class_names, dataset = kind.class_names, ds.name
     splits = {}
     for split, (images_name, labels_name) in IDX_FILES.items():
         images = read_idx(raw_dir / images_name, IDX_IMAGES_MAGIC, dataset)
@@ -126,7 +117,7 @@ def prepare_idx(raw_dir: str | Path, kind: str, dataset: str = "<dataset>") -> P
             raise VaelabError(f"{raw_dir / images_name} holds {len(images)} images but {raw_dir / labels_name} "
                               f"{len(labels)} labels; delete both and re-run `dvc repro download@{dataset}`")
         if len(labels) and labels.max() >= len(class_names):
-            raise VaelabError(f"{raw_dir / labels_name} holds label {labels.max()}, but {kind} has "
+            raise VaelabError(f"{raw_dir / labels_name} holds label {labels.max()}, but {kind.name} has "
                               f"{len(class_names)} classes; delete it and re-run `dvc repro download@{dataset}`")
         splits[split] = (images[..., np.newaxis], labels.astype(np.int64))
     return PreparedData(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1], class_names)
@@ -134,13 +125,14 @@ def prepare_idx(raw_dir: str | Path, kind: str, dataset: str = "<dataset>") -> P
 
 # --------------------------------------------------------------------------- CIFAR-10
 
-def prepare_cifar10(raw_dir: str | Path, dataset: str = "<dataset>") -> PreparedData:
+def prepare_cifar10(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams, seed: int = 0,
+                    workers: int | None = None) -> PreparedData:
     """CIFAR-10 from the binary tar.gz: (N, 32, 32, 3) uint8, batches 1-5 train, test_batch test.
 
     Two streaming passes: the first checks every member and reads the batch sizes, so the
     second can write each batch straight into preallocated arrays (peak: arrays + one batch).
     """
-    path = Path(raw_dir) / CIFAR10_ARCHIVE
+    path, dataset = Path(raw_dir) / CIFAR10_ARCHIVE, ds.name
     if not path.is_file():
         raise _missing(path, dataset)
     by_base: dict[str, archives.TarEntry] = {}
@@ -166,7 +158,7 @@ def prepare_cifar10(raw_dir: str | Path, dataset: str = "<dataset>") -> Prepared
     offsets[CIFAR10_TEST] = 0
     members = {by_base[name].name: name for name in wanted}
     meta_name = by_base[CIFAR10_META].name if CIFAR10_META in by_base else None
-    class_names: tuple[str, ...] = CLASS_NAMES["cifar10"]
+    class_names: tuple[str, ...] = kind.class_names
 
     def want(name: str) -> bool:
         return name in members or name == meta_name
@@ -236,31 +228,16 @@ def _classify(names: list[str], drop: tuple[str, ...] = ()) -> tuple[list[int], 
     return picked, class_names, np.array([index[c] for c in classes], dtype=np.int64)
 
 
-def _checksum_parts(checksum: str) -> tuple[str, str]:
-    algorithm, _, digest = checksum.partition(":")
-    if algorithm not in ("md5", "sha256") or not digest:
-        raise VaelabError(f"checksum {checksum!r} is malformed; write it as 'md5:<hex>' or 'sha256:<hex>'")
-    return algorithm, digest.lower()
-
-
-def caltech101_inner_checksum(table: Mapping[str, tuple[SourceFile, ...]] | None) -> str:
-    """The checksum of ``101_ObjectCategories.tar.gz``: the table's pseudo-kind entry, else the canonical one."""
-    if table and table.get(CALTECH101_INNER_KEY):
-        return table[CALTECH101_INNER_KEY][0].checksum
-    return CALTECH101_INNER_CHECKSUM
-
-
-def prepare_caltech101(raw_dir: str | Path, ds: DatasetParams, seed: int, inner_checksum: str,
+def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams, seed: int,
                        workers: int | None = None) -> PreparedData:
-    """Caltech101 as (N, S, S, 3) uint8, S = ``ds.image_size``; BACKGROUND_Google dropped.
+    """Caltech101 as (N, S, S, 3) uint8, S = ``ds.image_size``; ``kind.drop_classes`` dropped.
 
     Reads ``caltech-101.zip`` (or a plain ``101_ObjectCategories.tar.gz``) from ``raw_dir``.
-    Pass 1 streams the tar.gz, hashing it against ``inner_checksum`` and listing members;
-    pass 2 decodes the images into one preallocated array.
+    Pass 1 streams the tar.gz, listing its members; pass 2 decodes the images into one
+    preallocated array.
     """
     raw_dir = Path(raw_dir)
     zip_path, tar_path = raw_dir / CALTECH101_ZIP, raw_dir / CALTECH101_TAR
-    algorithm, expected = _checksum_parts(inner_checksum)
 
     if zip_path.is_file():
         zip_file = archives.open_zip(zip_path, ds.name)
@@ -281,20 +258,9 @@ def prepare_caltech101(raw_dir: str | Path, ds: DatasetParams, seed: int, inner_
                           f"`dvc repro download@{ds.name}` first")
     try:
         with open_stream() as stream:
-            reader = archives.HashingReader(stream, algorithm)
-            entries = archives.list_tar(reader, label=label, dataset=ds.name)
-            try:
-                reader.drain()
-            except archives.CORRUPT_ERRORS as error:
-                raise archives.corrupt_error(label, error, ds.name) from None
-        actual = reader.hexdigest()
-        if actual != expected:
-            raise VaelabError(
-                f"checksum mismatch for {label}: expected {algorithm}:{expected}, got {algorithm}:{actual}; "
-                f"delete {zip_path if zip_file else tar_path} and re-run `dvc repro download@{ds.name}`"
-            )
+            entries = archives.list_tar(stream, label=label, dataset=ds.name)
         names = [entry.name for entry in entries]
-        picked, class_names, labels = _classify(names, CALTECH101_DROP)
+        picked, class_names, labels = _classify(names, kind.drop_classes)
         if not picked:
             raise VaelabError(f"{label} holds no images in class folders; delete it and re-run "
                               f"`dvc repro download@{ds.name}`")
@@ -323,7 +289,7 @@ def prepare_caltech101(raw_dir: str | Path, ds: DatasetParams, seed: int, inner_
     return _finish(images, labels, readable, class_names, len(picked), ds, seed, f"{ds.name} ({label})")
 
 
-def prepare_image_folder(raw_dir: str | Path, ds: DatasetParams, seed: int,
+def prepare_image_folder(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams, seed: int,
                          workers: int | None = None) -> PreparedData:
     """A folder of class sub-folders as (N, S, S, 3) uint8, S = ``ds.image_size``; split by class.
 
@@ -361,17 +327,10 @@ def prepare_image_folder(raw_dir: str | Path, ds: DatasetParams, seed: int,
 
 # --------------------------------------------------------------------------- dispatch
 
-def prepare_dataset(ds: DatasetParams, raw_dir: str | Path, seed: int,
-                    table: Mapping[str, tuple[SourceFile, ...]] | None = None,
+def prepare_dataset(kind: DatasetKind, ds: DatasetParams, raw_dir: str | Path, seed: int,
                     workers: int | None = None) -> PreparedData:
-    """The preprocess stage's work for dataset ``ds``, reading ``raw_dir``."""
-    if ds.kind in ("mnist", "fashion_mnist"):
-        return prepare_idx(raw_dir, ds.kind, ds.name)
-    if ds.kind == "cifar10":
-        return prepare_cifar10(raw_dir, ds.name)
-    if ds.kind == "caltech101":
-        return prepare_caltech101(raw_dir, ds, seed, caltech101_inner_checksum(table), workers)
-    if ds.kind == "image_folder":
-        return prepare_image_folder(raw_dir, ds, seed, workers)
-    raise VaelabError(f"dataset {ds.name}: unknown kind {ds.kind!r}")
-
+    """The preprocess stage's work for dataset ``ds`` of registry kind ``kind``, reading ``raw_dir``."""
+    reader = globals().get(kind.reader)
+    if not callable(reader):
+        raise ValueError(f"the registry names reader {kind.reader!r} for {kind.name}, which vaelab.preprocess lacks")
+    return reader(raw_dir, kind, ds, seed, workers)

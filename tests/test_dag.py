@@ -1,0 +1,117 @@
+"""DAG = imports: each stage's code deps in dvc.yaml are exactly the project files it imports.
+
+A stage's output depends on every project module its script imports, directly or through other
+modules, at the top or inside functions. If dvc.yaml missed one, a change to it would leave a
+stale output behind a "Data and pipelines are up to date."; if it listed one no longer
+imported, a change to it would re-run the stage for nothing. Imports under ``if TYPE_CHECKING:``
+never run and do not count; a package ``__init__.py`` counts once it holds more than a docstring.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+PACKAGES = ("vaelab", "stages")
+
+
+def module_file(name: str) -> Path | None:
+    """The project file of module ``name`` (``vaelab.models`` -> vaelab/models.py), None outside the project."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = PROJECT_ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    raise AssertionError(f"import of {name}, which the project lacks")
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Modules ``path`` imports anywhere (``from vaelab import models`` -> vaelab.models)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if sub.split(".")[0] in PACKAGES and PROJECT_ROOT.joinpath(*sub.split(".")).with_suffix(".py").is_file():
+                    found.add(sub)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def _has_code(init: Path) -> bool:
+    body = ast.parse(init.read_text()).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return any(not (isinstance(n, ast.ImportFrom) and n.module == "__future__") for n in body)
+
+
+def import_closure(script: Path) -> set[str]:
+    """Project files (relative POSIX paths) that running ``script`` imports, ``script`` included."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path):
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+                file = module_file(".".join(parts[:depth]))
+                if file is not None and (file.name != "__init__.py" or _has_code(file)):
+                    todo.append(file)
+    return {p.relative_to(PROJECT_ROOT).as_posix() for p in seen if p.name != "__init__.py" or _has_code(p)}
+
+
+def stages() -> dict[str, dict]:
+    return yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", sorted(stages()))
+def test_stage_code_deps_are_its_import_closure(stage):
+    do = stages()[stage]["do"]
+    script = f"stages/{stage}.py"
+    assert f"python -m stages.{stage} " in do["cmd"], f"stage {stage} should run its own script {script}"
+    listed = {dep for dep in do["deps"] if dep.endswith(".py")}
+    needed = import_closure(PROJECT_ROOT / script)
+    assert listed == needed, (
+        f"dvc.yaml stage {stage}: add {sorted(needed - listed)} (imported) and remove {sorted(listed - needed)} "
+        f"(no longer imported)")
+
+
+def test_the_closure_follows_function_level_imports_and_skips_type_checking(tmp_path):
+    # cli.py imports params only inside a function, and kinds/params only for type hints.
+    closure = import_closure(PROJECT_ROOT / "stages" / "download.py")
+    assert {"vaelab/cli.py", "vaelab/params.py", "vaelab/kinds.py", "vaelab/download.py"} <= closure
+    assert "vaelab/models.py" not in closure and "vaelab/features.py" not in closure
+    assert "vaelab/__init__.py" not in closure  # a docstring only
+
+
+def test_the_loss_curve_plot_lists_the_history_columns():
+    from vaelab.train_outputs import HISTORY_COLUMNS
+
+    plot = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["plots"][0]["plots"]
+    assert plot["x"] == HISTORY_COLUMNS[0] and sorted(plot["y"]) == sorted(HISTORY_COLUMNS[1:])

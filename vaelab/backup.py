@@ -1,0 +1,133 @@
+"""Resumable training: a backup after every epoch, and the fingerprint that decides whether a
+backup may be resumed.
+
+The backup folder holds the weights (with the optimizer's state), the history rows and progress
+frames so far, and the random generators' states, each file written atomically; ``state.json``
+is written last and is the commit point. A backup resumes only the run whose
+:func:`fingerprint` (data, architecture, training settings, compute policy) it was made with;
+any other is ignored and the run restarts. Imported by training alone (it imports Keras).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from vaelab.errors import VaelabError
+from vaelab.hardware import mixed_precision_policy
+from vaelab.models import ArchConfig
+from vaelab.train_outputs import HISTORY_COLUMNS
+
+STATE_FILE = "state.json"
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that also keeps the history rows and progress frames, writes each
+    file atomically (a crash mid-save leaves the previous complete backup) and refuses a
+    backup made with other settings (``fingerprint``)."""
+
+    def __init__(self, backup_dir: Path, fingerprint: str, recorder: Any):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.fingerprint, self.recorder = fingerprint, recorder
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        epoch = self._current_epoch
+        weights = f"epoch-{epoch:05d}.weights.h5"
+        extras = f"epoch-{epoch:05d}.npz"
+        self.model.save_weights(folder / weights, overwrite=True)
+        with open(folder / f".{extras}", "wb") as handle:
+            np.savez(handle, rows=np.array([[r[k] for k in HISTORY_COLUMNS] for r in self.recorder.rows]),
+                     frames=np.stack(self.recorder.frames),
+                     seed_states=np.array([np.asarray(g.state) for g in seed_generators(self.model)]))
+        os.replace(folder / f".{extras}", folder / extras)
+        state = {"epoch": epoch, "weights": weights, "extras": extras, "fingerprint": self.fingerprint}
+        (folder / f".{STATE_FILE}").write_text(json.dumps(state))
+        os.replace(folder / f".{STATE_FILE}", folder / STATE_FILE)  # the commit point
+        for old in folder.glob("epoch-*"):
+            if old.name not in (weights, extras):
+                old.unlink()
+
+    def _load_model(self):
+        state = read_backup(Path(self.backup_dir), self.fingerprint)
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(Path(self.backup_dir) / state["weights"])
+        # Keras' weights files leave out the random generators' states (the VAE's noise,
+        # dropout): restore them too, or the resumed run draws other numbers.
+        generators = seed_generators(self.model)
+        if len(generators) != len(state["seed_states"]):
+            raise RuntimeError("backup and model disagree on the number of random generators")
+        for generator, value in zip(generators, state["seed_states"]):
+            generator.state.assign(value)
+        self.model._initial_epoch = state["epoch"]
+
+
+def seed_generators(model) -> list[Any]:
+    """Every keras.random.SeedGenerator of ``model``'s layers, in a fixed order."""
+    found = []
+    for layer in model._flatten_layers(include_self=True):
+        for name in sorted(vars(layer)):
+            value = vars(layer)[name]
+            if isinstance(value, keras.random.SeedGenerator) and not any(value is g for g in found):
+                found.append(value)
+    return found
+
+
+def fingerprint(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train: Any) -> str:
+    """A digest of everything that determines the training run (``train``: a
+    :class:`vaelab.training.TrainConfig`); a backup resumes only a run with the same one."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(config.to_json().encode())
+    digest.update(json.dumps(asdict(train), sort_keys=True).encode())
+    # The same params train in float16 on a GPU and bfloat16 on a CPU: not the same run.
+    digest.update(str(mixed_precision_policy(train.mixed_precision)).encode())
+    for array in (x_train, x_test):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def check_backup_dir(backup_dir: Path) -> None:
+    """Refuse a backup folder holding anything but our files: it gets deleted after the run."""
+    if backup_dir.exists():
+        foreign = [p.name for p in backup_dir.iterdir()
+                   if not re.fullmatch(r"\.?(state\.json|epoch-\d+\.(weights\.h5|npz))", p.name)]
+        if foreign or not backup_dir.is_dir():
+            raise VaelabError(
+                f"backup folder {backup_dir} holds other files ({', '.join(sorted(foreign)[:3]) or 'not a folder'}); "
+                f"it is deleted after training, so point --backup at a folder of its own"
+            )
+
+
+def read_backup(backup_dir: Path, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The backup's state (epoch, file names, rows, frames), or None when there is no usable one."""
+    try:
+        state = json.loads((backup_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != expected_fingerprint:
+        return None
+    try:
+        with np.load(backup_dir / state["extras"]) as extras:
+            state["rows"] = [dict(zip(HISTORY_COLUMNS, map(float, row))) for row in extras["rows"]]
+            state["frames"] = list(extras["frames"])
+            state["seed_states"] = extras["seed_states"]
+    except (OSError, KeyError, ValueError):
+        return None
+    if not (backup_dir / state["weights"]).is_file() or len(state["rows"]) != state["epoch"]:
+        return None
+    for row in state["rows"]:
+        row["epoch"] = int(row["epoch"])
+    return state
