@@ -15,17 +15,16 @@ The input files are first checked against the canonical checksums of the registr
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
-import numpy as np
 
 from vaelab.cli import run_cli
 from vaelab.download import checksum_matches, local_source
 from vaelab.errors import VaelabError
 from vaelab.images import stratified_split
 from vaelab.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
-from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, idx_bytes, read_idx
+from vaelab.dataset_files import write_idx_dataset
+from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 
 NAMES = (*IDX_TRAIN, *IDX_TEST)
 
@@ -48,13 +47,8 @@ def main() -> None:
     train, test = stratified_split(labels, args.test_fraction, args.seed)
 
     folder = args.out / "mnist"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, array in zip(NAMES, (images[train], labels[train], images[test], labels[test])):
-        path = folder / name
-        # mtime=0: the same input gives byte-identical files, hence the same checksums.
-        path.write_bytes(gzip.compress(idx_bytes(np.ascontiguousarray(array)), mtime=0))
-        paths.append(path)
+    # Deterministic files: the same input gives the same checksums.
+    paths = write_idx_dataset(folder, images[train], labels[train], images[test], labels[test])
     table = save_source_table(args.out / "sources.json", {"mnist": tuple(map(local_source, paths))})
     print(f"wrote {len(train)} train and {len(test)} test digits to {folder}, source table {table}")
 

@@ -16,23 +16,18 @@ The ``*_arrays`` functions return the arrays the matching writer encodes, for ex
 
 from __future__ import annotations
 
-import gzip
 import io
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 from PIL import Image
 
+from vaelab.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_file, write_idx_dataset
 from vaelab.download import file_digest, local_source
-from vaelab.kinds import (CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE, IDX_TEST, IDX_TRAIN,
-                          KINDS, save_source_table)
-from vaelab.preprocess import idx_bytes
+from vaelab.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
 
 MNIST_FILES = (*IDX_TRAIN, *IDX_TEST)
-CIFAR10_DIR = "cifar-10-batches-bin"
 # Caltech-like classes and the flat colour every image of the class has (the grayscale class
 # is stored as single-channel JPEGs), so a test can check labels against pixels.
 CALTECH_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -44,35 +39,6 @@ CALTECH_COLOURS: dict[str, tuple[int, int, int]] = {
 GRAYSCALE_CLASS = "yin_yang"
 BACKGROUND = KINDS["caltech101"].drop_classes[0]
 IMAGE_FOLDER_FORMATS = ("jpg", "png", "bmp", "gif", "webp")
-
-
-def _gzip_bytes(data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
-        handle.write(data)
-    return buffer.getvalue()
-
-
-def _tar_gz_bytes(members: Iterable[tuple[str, bytes | None]]) -> bytes:
-    """A tar.gz of ``(name, data)`` members (data None: a folder), fixed timestamps."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return _gzip_bytes(buffer.getvalue())
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
@@ -98,10 +64,8 @@ def mnist_like_arrays(n_train: int, n_test: int, seed: int = 0) -> dict[str, np.
 
 def write_mnist_like(folder: str | Path, n_train: int = 96, n_test: int = 48, seed: int = 0) -> list[Path]:
     """The four MNIST idx ``.gz`` files (canonical names) of :func:`mnist_like_arrays`; returns their paths."""
-    folder = Path(folder)
     arrays = mnist_like_arrays(n_train, n_test, seed)
-    contents = (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
-    return [_write(folder / name, _gzip_bytes(idx_bytes(a))) for name, a in zip(MNIST_FILES, contents)]
+    return write_idx_dataset(folder, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -117,28 +81,14 @@ def cifar10_arrays(n_per_batch: int, n_test: int, seed: int = 0) -> dict[str, np
     }
 
 
-def cifar10_records(x: np.ndarray, y: np.ndarray) -> bytes:
-    """CIFAR-10 binary records: per image 1 label byte, then the R, G, B planes (CHW)."""
-    planes = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
-    return np.concatenate([y[:, None].astype(np.uint8), planes], axis=1).tobytes()
-
-
 def write_cifar10(folder: str | Path, n_per_batch: int = 4, n_test: int = 6, seed: int = 0,
                   class_names: tuple[str, ...] | None = None) -> list[Path]:
-    """``cifar-10-binary.tar.gz`` with the real layout (``cifar-10-batches-bin/data_batch_1.bin`` ...
-    ``test_batch.bin``, ``batches.meta.txt``, ``readme.html``) of :func:`cifar10_arrays`."""
+    """``cifar-10-binary.tar.gz`` with the real layout (:func:`vaelab.dataset_files.write_cifar10_dataset`)
+    of :func:`cifar10_arrays`."""
     arrays = cifar10_arrays(n_per_batch, n_test, seed)
-    names = class_names or KINDS["cifar10"].class_names
-    members: list[tuple[str, bytes | None]] = [(CIFAR10_DIR, None)]
-    # The real archive lists test_batch and meta before the training batches.
-    members.append((f"{CIFAR10_DIR}/batches.meta.txt", ("\n".join(names) + "\n\n").encode()))
-    members.append((f"{CIFAR10_DIR}/test_batch.bin", cifar10_records(arrays["x_test"], arrays["y_test"])))
-    for i in range(5):
-        rows = slice(i * n_per_batch, (i + 1) * n_per_batch)
-        members.append((f"{CIFAR10_DIR}/data_batch_{i + 1}.bin",
-                        cifar10_records(arrays["x_train"][rows], arrays["y_train"][rows])))
-    members.append((f"{CIFAR10_DIR}/readme.html", b"<html>tiny CIFAR-10 for tests</html>"))
-    return [_write(Path(folder) / CIFAR10_ARCHIVE, _tar_gz_bytes(members))]
+    return [write_cifar10_dataset(folder, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                                  class_names or KINDS["cifar10"].class_names,
+                                  readme=b"<html>tiny CIFAR-10 for tests</html>")]
 
 
 # --------------------------------------------------------------------------- Caltech101 / images
@@ -160,41 +110,26 @@ def _flat_image(rng: np.random.Generator, colour: tuple[int, int, int], grayscal
     return np.broadcast_to(np.asarray(colour, np.uint8), (height, width, 3)).copy()
 
 
-def caltech101_tar_members(per_class: int = 5, seed: int = 0) -> list[tuple[str, bytes | None]]:
-    """Members of a tiny ``101_ObjectCategories.tar.gz``: :data:`CALTECH_COLOURS` classes of
-    ``per_class`` flat-colour, non-square JPEGs each (``yin_yang`` grayscale), plus a
-    ``BACKGROUND_Google`` folder of 3 noise images."""
+def caltech101_images(per_class: int = 5, seed: int = 0) -> list[tuple[str, str, bytes]]:
+    """(class, file, JPEG) of a tiny Caltech101: :data:`CALTECH_COLOURS` classes of ``per_class``
+    flat-colour, non-square JPEGs each (``yin_yang`` grayscale), plus a ``BACKGROUND_Google``
+    folder of 3 noise images."""
     rng = np.random.default_rng(seed)
-    root = "101_ObjectCategories"
-    members: list[tuple[str, bytes | None]] = [(root, None)]
+    images = []
     for name in (BACKGROUND, *sorted(CALTECH_COLOURS)):
-        members.append((f"{root}/{name}", None))
         if name == BACKGROUND:
-            images = [rng.integers(0, 256, (50, 70, 3), dtype=np.uint8) for _ in range(3)]
+            arrays = [rng.integers(0, 256, (50, 70, 3), dtype=np.uint8) for _ in range(3)]
         else:
-            images = [_flat_image(rng, CALTECH_COLOURS[name], name == GRAYSCALE_CLASS) for _ in range(per_class)]
-        for i, image in enumerate(images, start=1):
-            members.append((f"{root}/{name}/image_{i:04d}.jpg", encode_image(image)))
-    return members
+            arrays = [_flat_image(rng, CALTECH_COLOURS[name], name == GRAYSCALE_CLASS) for _ in range(per_class)]
+        images.extend((name, f"image_{i:04d}.jpg", encode_image(array)) for i, array in enumerate(arrays, start=1))
+    return images
 
 
 def write_caltech101(folder: str | Path, per_class: int = 5, seed: int = 0, wrap_zip: bool = True) -> list[Path]:
     """``caltech-101.zip`` wrapping ``caltech-101/101_ObjectCategories.tar.gz`` (as CaltechDATA ships
-    it, with ``Annotations.tar`` and ``show_annotation.m`` beside it); with ``wrap_zip=False`` the
-    plain ``101_ObjectCategories.tar.gz`` instead. See :func:`caltech101_tar_members`."""
-    inner = _tar_gz_bytes(caltech101_tar_members(per_class, seed))
-    folder = Path(folder)
-    if not wrap_zip:
-        return [_write(folder / CALTECH101_TAR, inner)]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in (("caltech-101/", b""), (CALTECH101_ZIP_MEMBER, inner),
-                           ("caltech-101/Annotations.tar", b"\0" * 1024),
-                           ("caltech-101/show_annotation.m", b"% tiny\n")):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = ((0o40755 if name.endswith("/") else 0o100644) << 16)
-            archive.writestr(info, data)
-    return [_write(folder / CALTECH101_ZIP, buffer.getvalue())]
+    it); with ``wrap_zip=False`` the plain ``101_ObjectCategories.tar.gz`` instead. See
+    :func:`caltech101_images`."""
+    return [write_caltech101_archive(folder, caltech101_images(per_class, seed), wrap_zip)]
 
 
 def write_image_folder(folder: str | Path, per_class: int = 4, seed: int = 0,
@@ -212,7 +147,7 @@ def write_image_folder(folder: str | Path, per_class: int = 4, seed: int = 0,
             k += 1
             image = _flat_image(rng, colour, name == GRAYSCALE_CLASS)
             data = encode_image(image, pillow_format[fmt]) if fmt != "webp" else _webp_lossless(image)
-            _write(folder / name / f"img_{i:03d}.{fmt}", data)
+            write_file(folder / name / f"img_{i:03d}.{fmt}", data)
     return folder
 
 

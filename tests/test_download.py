@@ -253,12 +253,72 @@ def test_backoff_doubles(tmp_path):
 
     def opener(request, timeout):
         calls.append(request.full_url)
-        raise urllib.error.URLError("temporary failure in name resolution")
+        raise urllib.error.URLError(ConnectionResetError(104, "Connection reset by peer"))
 
     with pytest.raises(download._PermanentError, match="gave up after 4 attempts"):
         download.fetch_url("https://example.invalid/x", tmp_path / "x", retries=3, backoff=1.5,
                            opener=opener, sleep=sleeps.append)
     assert calls == ["https://example.invalid/x"] * 4 and sleeps == [1.5, 3.0, 6.0]
+
+
+def test_a_host_that_does_not_resolve_moves_to_the_next_mirror_at_once(tmp_path):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    file = tmp_path / "x.gz"
+    file.write_bytes(b"payload")
+    source = SourceFile("x.gz", ("https://offline.invalid/x.gz", file.as_uri()), archive_factory.file_checksum(file))
+    calls = []
+
+    def opener(request, timeout):
+        calls.append(request.full_url)
+        if request.full_url.startswith("https://offline.invalid"):
+            raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+        return urllib.request.urlopen(request, timeout=timeout)
+
+    path = download.fetch_file(source, tmp_path / "raw", kind="mnist", retries=4, backoff=60.0, opener=opener)
+    assert path.read_bytes() == b"payload"
+    assert calls == list(source.urls)  # one try of the unresolvable host, no retries, no back-off wait
+
+
+def test_registry_urls_are_https_except_s3_website_endpoints():
+    from urllib.parse import urlparse
+
+    urls = [url for kind in KINDS.values() for source in (*kind.files, *kind.alternative) for url in source.urls]
+    assert urls
+    for url in urls:
+        parsed = urlparse(url)
+        # An S3 *website* endpoint answers plain HTTP only; the pinned checksum guards the bytes.
+        expected = "http" if ".s3-website" in parsed.netloc else "https"
+        assert parsed.scheme == expected, url
+    assert any(url.startswith("http://fashion-mnist.s3-website.") for url in urls)
+
+
+def test_caltech101_zip_or_the_original_tarball_each_by_its_own_hash(tmp_path):
+    import dataclasses
+
+    kind = KINDS["caltech101"]
+    zip_mirror, tar_mirror = tmp_path / "zip", tmp_path / "tar"
+    archive_factory.write_caltech101(zip_mirror / "caltech101", per_class=2)
+    tarball = archive_factory.write_caltech101(tar_mirror, per_class=2, wrap_zip=False)[0]
+
+    # A mirror holding only the tarball: it is fetched and checked against the tarball's own
+    # (canonical) md5, which this generated one does not have.
+    with pytest.raises(VaelabError) as error:
+        download.download_dataset(kind, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
+    message = str(error.value)
+    assert "checksum mismatch for 101_ObjectCategories.tar.gz" in message
+    assert "expected md5:b224c7392d521a49829488ab0f1120d9" in message
+    assert not (tmp_path / "raw" / "101_ObjectCategories.tar.gz").exists()
+    # With that tarball's md5 pinned instead, it is what the download stage keeps.
+    pinned = dataclasses.replace(kind, alternative=(SourceFile(tarball.name, (), archive_factory.file_checksum(
+        tarball, "md5")),))
+    download.download_dataset(pinned, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
+    assert _listing(tmp_path / "raw") == ["101_ObjectCategories.tar.gz"]
+    # A mirror holding the zip: the zip is fetched, by its own sha256 (the canonical one here).
+    with pytest.raises(VaelabError, match="checksum mismatch for caltech-101.zip .*expected sha256:3312347"):
+        download.download_dataset(kind, tmp_path / "raw2", env={download.MIRROR_ENV: str(zip_mirror)})
 
 
 # --------------------------------------------------------------------------- image folders

@@ -56,6 +56,12 @@ def test_project_params_are_valid(raw):
         (lambda r: r.update(mixed_precision="yes"), "mixed_precision = 'yes'"),
         (lambda r: r["plots"].update(tsne=1), "plots.tsne = 1"),
         (lambda r: r["gmm"].update(components=0), "gmm.components = 0"),
+        (lambda r: r["datasets"]["caltech101"]["data"].update(channels=2),
+         "datasets.caltech101.data.channels = 2 is invalid; allowed: auto | 1 | 3"),
+        (lambda r: r["datasets"]["caltech101"]["data"].update(channels="grey"),
+         "datasets.caltech101.data.channels = 'grey' is invalid; allowed: auto | 1 | 3"),
+        (lambda r: r["datasets"]["mnist"]["data"].update(channels=1),
+         "datasets.mnist.data.channels = 1 is invalid; allowed: nothing: mnist ships fixed image sizes"),
         (lambda r: r["gmm"].update(covariance="diag"), "unknown key gmm.covariance"),
     ],
 )

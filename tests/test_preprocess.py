@@ -11,6 +11,8 @@ import sys
 import tarfile
 import zipfile
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -224,6 +226,72 @@ def test_image_folder_all_formats(tmp_path):
     assert data.x_train.shape == (16, 32, 32, 3) and data.x_test.shape == (4, 32, 32, 3)
     assert data.class_names == tuple(sorted(archive_factory.CALTECH_COLOURS))
     _assert_colours_match_labels(data)
+
+
+def _channels(kind: str, size: int, channels) -> DatasetParams:
+    return DatasetParams(name=kind, kind=kind, image_size=size, test_fraction=0.25, channels=channels)
+
+
+def _grey_folder(folder: Path) -> Path:
+    """Two classes of grey images stored three ways: 'L' PNG, 'L' JPEG and RGB PNG with R = G = B."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("scan_a", "scan_b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            grey = rng.integers(0, 256, (24, 30), dtype=np.uint8)
+            if i % 3 == 0:
+                Image.fromarray(grey).save(folder / name / f"{i}.png")
+            elif i % 3 == 1:
+                Image.fromarray(grey).save(folder / name / f"{i}.jpg", quality=95)
+            else:
+                Image.fromarray(np.stack([grey] * 3, axis=-1)).save(folder / name / f"{i}.png")
+    return folder
+
+
+def test_greyscale_stays_greyscale_with_channels_auto(tmp_path, caplog):
+    folder = _grey_folder(tmp_path / "scans")
+    with caplog.at_level(logging.INFO, logger="vaelab"):
+        grey = prepare("image_folder", folder, _channels("image_folder", 16, "auto"))
+    assert grey.x_train.shape == (6, 16, 16, 1) and grey.x_test.shape == (2, 16, 16, 1)
+    assert "every image is greyscale, so the images keep 1 channel (data.channels: auto)" in caplog.text
+    # The same images as 3 channels (data.channels: 3) are those grey values, tripled.
+    rgb = prepare("image_folder", folder, _channels("image_folder", 16, 3))
+    assert rgb.x_train.shape == (6, 16, 16, 3)
+    np.testing.assert_array_equal(rgb.x_train, np.repeat(grey.x_train, 3, axis=-1))
+    # One colour image makes the whole set colour.
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 20, 3), (200, 40, 40), np.uint8)).save(folder / "scan_a" / "red.png")
+    assert prepare("image_folder", folder, _channels("image_folder", 16, "auto")).x_train.shape[-1] == 3
+
+
+def test_channels_1_turns_colour_into_luma(tmp_path):
+    folder = archive_factory.write_image_folder(tmp_path / "photos", per_class=4)
+    data = prepare("image_folder", folder, _channels("image_folder", 16, 1))
+    assert data.x_train.shape[-1] == 1 and data.x_train.dtype == np.uint8
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        for image, label in zip(x, y):
+            r, g, b = archive_factory.CALTECH_COLOURS[data.class_names[label]]
+            # Pillow's ITU-R 601-2 luma: L = R * 299/1000 + G * 587/1000 + B * 114/1000
+            assert abs(float(image.mean()) - (r * 0.299 + g * 0.587 + b * 0.114)) < 2
+
+
+def test_real_digits_as_an_image_folder_are_the_idx_digits_in_one_channel(tmp_path, shared_mnist):
+    from PIL import Image
+
+    x = preprocess.read_idx(shared_mnist / "t10k-images-idx3-ubyte.gz", preprocess.IDX_IMAGES_MAGIC)[:60]
+    y = preprocess.read_idx(shared_mnist / "t10k-labels-idx1-ubyte.gz", preprocess.IDX_LABELS_MAGIC)[:60]
+    folder = tmp_path / "digits"
+    for i, (image, label) in enumerate(zip(x, y)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / str(label) / f"{i:03d}.png")
+    data = prepare("image_folder", folder, _channels("image_folder", 28, "auto"), seed=0)
+    assert data.x_train.shape[1:] == (28, 28, 1)
+    # 28 px in, 28 px out: the exact digits (as a set: the split reorders them).
+    prepared = {img.tobytes() for img in np.concatenate([data.x_train, data.x_test])[..., 0]}
+    assert prepared == {img.tobytes() for img in x}
 
 
 def test_image_folder_skips_unreadable_images_and_counts(tmp_path, caplog):

@@ -8,7 +8,8 @@ The files of each dataset kind, their mirror URLs and their checksums come from 
    match is fetched again;
 2. otherwise it is fetched into a temporary file in the out folder (HTTPS via ``urllib``, a
    tqdm progress bar, a timeout, retries with exponential backoff on transient errors -
-   connection errors, timeouts, HTTP 5xx and 429 - then the next mirror URL);
+   connection errors, timeouts, HTTP 5xx and 429 - then the next mirror URL; a host name that
+   does not resolve moves on to the next mirror at once);
 3. the checksum is verified and only then is the file renamed into place. A mismatch is a
    :class:`~vaelab.errors.VaelabError` naming the file, the expected and the actual hash, and
    nothing is left behind.
@@ -136,7 +137,11 @@ def _fetch_once(url: str, dest: Path, timeout: float, label: str,
     except urllib.error.URLError as error:
         if isinstance(error.reason, FileNotFoundError):  # a file:// URL to a missing file
             raise _PermanentError(f"not found ({error.reason})") from None
-        # DNS failures, refused connections, TLS errors: may be a network blip.
+        if isinstance(error.reason, socket.gaierror):
+            # The host name does not resolve (offline, or no such host): waiting seconds will not
+            # change that, so move on to the next mirror at once instead of retrying.
+            raise _PermanentError(f"cannot resolve the host ({error.reason})") from None
+        # Refused connections, resets, TLS errors: may be a network blip.
         raise _TransientError(f"cannot connect ({error.reason})") from None
     except (socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as error:
         raise _TransientError(f"{type(error).__name__}: {error}") from None

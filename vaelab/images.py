@@ -3,15 +3,17 @@
 The pipeline behind the Caltech101 and image-folder datasets:
 
 * :func:`decode_square` turns one encoded image (any format Pillow reads) into a
-  ``(size, size, 3)`` uint8 array: first frame, EXIF orientation applied, grayscale/palette/
-  CMYK/alpha converted to RGB, the centred square of side ``min(H, W)`` cropped and resized
-  with an antialiasing filter (Lanczos). JPEGs are decoded at a reduced scale first
+  ``(size, size, C)`` uint8 array: first frame, EXIF orientation applied, grayscale/palette/
+  CMYK/alpha converted to RGB (then to grey for C = 1, by Pillow's ITU-R 601 luma), the
+  centred square of side ``min(H, W)`` cropped and resized with an antialiasing filter (Lanczos). JPEGs are decoded at a reduced scale first
   (``Image.draft``: libjpeg's DCT scaling to 1/2, 1/4, 1/8, never below ``size``), which is
   most of the speed.
 * :func:`decode_into` decodes a stream of encoded images into rows of one preallocated
   array with a small thread pool (Pillow releases the GIL while decoding and resizing), with
   at most a few batches of encoded bytes in flight: peak memory is the final array plus one
   batch. Unreadable images are skipped with a logged warning and counted.
+* :func:`grey_if_all_grey` keeps one channel of a decoded RGB array when every image in it
+  is grey (R = G = B), so a folder of greyscale scans is not tripled into colour.
 * :func:`stratified_split` and :func:`permute_rows_inplace` then split that array into
   train and test parts without copying it: rows are permuted in place so that the train rows
   come first, and the two splits are views.
@@ -48,8 +50,9 @@ def image_suffixes() -> frozenset[str]:
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
-def decode_square(data: bytes, size: int) -> np.ndarray:
-    """Decode ``data`` to a ``(size, size, 3)`` uint8 RGB array: centre square crop, antialiased resize.
+def decode_square(data: bytes, size: int, channels: int = 3) -> np.ndarray:
+    """Decode ``data`` to a ``(size, size, channels)`` uint8 array (RGB, or grey for ``channels``
+    1): centre square crop, antialiased resize.
 
     Raises :class:`UnreadableImage` when Pillow cannot read it.
     """
@@ -69,17 +72,19 @@ def decode_square(data: bytes, size: int) -> np.ndarray:
                 if image.mode == "P" and "transparency" in image.info:
                     image = image.convert("RGBA")
                 image = image.convert("RGB")
+            if channels == 1:
+                image = image.convert("L")
             width, height = image.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2
             # Crop first: resize(box=...) would let the filter read pixels outside the square.
             square = image.crop((left, top, left + side, top + side))
             resized = square.resize((size, size), Image.Resampling.LANCZOS)
-            array = np.asarray(resized, dtype=np.uint8)
+            array = np.asarray(resized, dtype=np.uint8).reshape(size, size, channels)
     except (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError) as error:
         # OSError covers UnidentifiedImageError and "image file is truncated".
         raise UnreadableImage(f"{type(error).__name__}: {error}") from None
-    if array.shape != (size, size, 3):
+    if array.shape != (size, size, channels):
         raise UnreadableImage(f"decoded to shape {array.shape}")
     return array
 
@@ -95,19 +100,20 @@ def default_workers() -> int:
 
 def decode_into(out: np.ndarray, items: Iterable[tuple[int, Callable[[], bytes], str]], *,
                 workers: int | None = None, window: int = 64, desc: str = "decoding") -> np.ndarray:
-    """Decode images into rows of ``out`` (uint8, shape (N, S, S, 3)); return a bool mask of readable rows.
+    """Decode images into rows of ``out`` (uint8, shape (N, S, S, C), C = 1 or 3); return a bool mask of
+    readable rows.
 
     ``items`` yields ``(row, load, name)``: ``load()`` returns the encoded bytes (called in a
     worker thread, so file reads overlap too; for an archive stream pass a function returning
     bytes already read), ``name`` labels warnings. At most ``window`` images are in flight.
     An unreadable image is logged as a warning and its row left marked False.
     """
-    size = out.shape[1]
+    size, channels = out.shape[1], out.shape[3]
     ok = np.zeros(len(out), dtype=bool)
     workers = default_workers() if workers is None else workers
 
     def work(load: Callable[[], bytes]) -> np.ndarray:
-        return decode_square(load(), size)
+        return decode_square(load(), size, channels)
 
     pending: deque[tuple[int, str, Future]] = deque()
 
@@ -131,6 +137,19 @@ def decode_into(out: np.ndarray, items: Iterable[tuple[int, Callable[[], bytes],
         while pending:
             finish_one(bar)
     return ok
+
+
+def grey_if_all_grey(images: np.ndarray, readable: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``images`` (N, S, S, 3) uint8 as (N, S, S, 1) when every readable image has R = G = B
+    (checked a block of rows at a time), else ``images`` itself."""
+    if images.shape[-1] != 3:
+        return images
+    rows = np.flatnonzero(readable)
+    for start in range(0, len(rows), block):
+        part = images[rows[start:start + block]]
+        if not (np.array_equal(part[..., 0], part[..., 1]) and np.array_equal(part[..., 0], part[..., 2])):
+            return images
+    return np.ascontiguousarray(images[..., :1])
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ class DatasetParams:
     path: str | None = _data(None)  # kinds that take a path (image_folder) only
     image_size: int = _data(64)  # resized kinds only
     test_fraction: float = _data(0.2)  # resized kinds only
+    channels: int | str = _data("auto")  # resized kinds only: auto | 1 | 3
     architecture: str = _model("mlp")
     likelihood: str = _model("bernoulli")
 
@@ -212,7 +213,7 @@ def _dataset(name: str, raw: Any) -> DatasetParams:
         raise _fail(data_prefix + "path", path, f"only datasets of kind {takers} take a path")
     if not kind.resized:
         resized = " and ".join(k.name for k in KINDS.values() if k.resized)
-        for key in ("image_size", "test_fraction"):
+        for key in ("image_size", "test_fraction", "channels"):
             if key in data:
                 raise _fail(data_prefix + key, data[key],
                             f"nothing: {kind.name} ships fixed image sizes and splits; only {resized} take {key}")
@@ -223,9 +224,20 @@ def _dataset(name: str, raw: Any) -> DatasetParams:
         path=path,
         image_size=_int(data, "image_size", data_prefix, minimum=8, default=d("image_size")),
         test_fraction=_float(data, "test_fraction", data_prefix, low=0.0, high=1.0, default=d("test_fraction")),
+        channels=_channels(data, data_prefix, d("channels")),
         architecture=_choice(model, "architecture", ARCHITECTURES, model_prefix, default=d("architecture")),
         likelihood=_choice(model, "likelihood", LIKELIHOODS, model_prefix, default=d("likelihood")),
     )
+
+
+CHANNELS = ("auto", 1, 3)
+
+
+def _channels(data: Mapping[str, Any], prefix: str, default: Any) -> int | str:
+    value = data.get("channels", default)
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value not in CHANNELS):
+        raise _fail(prefix + "channels", value, " | ".join(map(str, CHANNELS)))
+    return value
 
 
 def parse_params(raw: Any) -> Params:

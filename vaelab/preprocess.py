@@ -12,9 +12,10 @@ Per dataset kind, reading ``data/raw/<name>/`` as the download stage left it:
   ``caltech-101/101_ObjectCategories.tar.gz`` (Fei-Fei et al. 2004) is streamed; a plain
   ``101_ObjectCategories.tar.gz`` in the raw folder works too. Each was checked against its own
   published hash when downloaded (the zip's sha256 fixes every byte of the tarball inside it).
-  The ``BACKGROUND_Google`` clutter class is dropped; images are converted to RGB,
-  centre-cropped to a square and resized with antialiasing to ``image_size``, then split by
-  class (``test_fraction``, ``seed``).
+  The ``BACKGROUND_Google`` clutter class is dropped; images are centre-cropped to a square and
+  resized with antialiasing to ``image_size``, then split by class (``test_fraction``,
+  ``seed``). ``data.channels``: ``auto`` keeps one channel when every image is greyscale
+  (R = G = B), else three; ``1`` converts colour to grey (luma); ``3`` makes grey RGB.
 * ``image_folder``: the same decode/resize/split over a snapshot of class folders; a single
   unreadable image is skipped with a logged warning (and counted), no readable image at all
   is an error.
@@ -38,7 +39,7 @@ import numpy as np
 from vaelab import archives
 from vaelab.data import PreparedData
 from vaelab.errors import VaelabError
-from vaelab.images import decode_into, image_suffixes, split_inplace
+from vaelab.images import decode_into, grey_if_all_grey, image_suffixes, split_inplace
 from vaelab.kinds import CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE, IDX_TEST, IDX_TRAIN
 from vaelab.kinds import DatasetKind
 from vaelab.params import DatasetParams
@@ -211,6 +212,23 @@ def _finish(images: np.ndarray, labels: np.ndarray, readable: np.ndarray, class_
     return PreparedData(x_train, y_train, x_test, y_test, tuple(class_names))
 
 
+def _allocate(n: int, size: int, channels: int | str) -> np.ndarray:
+    """The array decoded images go into: grey for ``data.channels: 1``, RGB otherwise (auto
+    decides after decoding, :func:`_settle_channels`)."""
+    return np.empty((n, size, size, 1 if channels == 1 else 3), np.uint8)
+
+
+def _settle_channels(images: np.ndarray, readable: np.ndarray, ds: DatasetParams) -> np.ndarray:
+    """``data.channels: auto``: one channel when every readable image is grey, else three."""
+    if ds.channels != "auto":
+        return images
+    settled = grey_if_all_grey(images, readable)
+    log.info("%s: %s, so the images keep %d channel%s (data.channels: auto)", ds.name,
+             "every image is greyscale" if settled.shape[-1] == 1 else "some images are in colour",
+             settled.shape[-1], "" if settled.shape[-1] == 1 else "s")
+    return settled
+
+
 def _classify(names: list[str], drop: tuple[str, ...] = ()) -> tuple[list[int], list[str], np.ndarray]:
     """Pick image files ``<...>/<class>/<file>`` from ``names``: (indices into names, class names, labels)."""
     suffixes = image_suffixes()
@@ -265,7 +283,7 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams
             raise VaelabError(f"{label} holds no images in class folders; delete it and re-run "
                               f"`dvc repro download@{ds.name}`")
         size = ds.image_size
-        images = np.empty((len(picked), size, size, 3), np.uint8)
+        images = _allocate(len(picked), size, ds.channels)
         row_of = {i: row for row, i in enumerate(picked)}
 
         wanted_names = {names[i] for i in picked}
@@ -283,6 +301,7 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DatasetParams
                     yield row, (lambda d=data: d), entry.name
 
         readable = decode_into(images, items(), workers=workers, desc=ds.name)
+        images = _settle_channels(images, readable, ds)
     finally:
         if zip_file is not None:
             zip_file.close()
@@ -319,9 +338,10 @@ def prepare_image_folder(raw_dir: str | Path, kind: DatasetKind, ds: DatasetPara
     index = {c: k for k, c in enumerate(class_names)}
     labels = np.array([index[c] for _, c in files], dtype=np.int64)
     size = ds.image_size
-    images = np.empty((len(files), size, size, 3), np.uint8)
+    images = _allocate(len(files), size, ds.channels)
     items = ((row, path.read_bytes, str(path)) for row, (path, _) in enumerate(files))
     readable = decode_into(images, items, workers=workers, desc=ds.name)
+    images = _settle_channels(images, readable, ds)
     return _finish(images, labels, readable, class_names, len(files), ds, seed, f"{ds.name} ({raw_dir})")
 
 
