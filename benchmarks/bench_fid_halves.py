@@ -16,7 +16,12 @@ Prints FID for each split in float32 and bfloat16, their relative difference, an
 images/s under each precision (wall clock, whole pipeline). Also, in float32, the improved
 precision and recall (k = 3) of 2,000 real digits against 2,000 others (as many points as the
 README's results use), and against 2,000 others blurred by a 3x3 box filter: what real and
-blurry images score.
+blurry images score. With ``--prepared`` and ``--reference`` (a dataset's prepared file and its
+reference statistics), also the metrics of its training images against that reference: what a
+generator reproducing the training set would score in exactly the pipeline's setup.
+
+    python benchmarks/bench_fid_halves.py --mnist ../shared/data/mnist-t10k \
+        --prepared data/prepared/mnist.npz --reference data/reference/mnist.npz
 """
 
 from __future__ import annotations
@@ -68,6 +73,26 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
               flush=True)
 
 
+def training_images_against_reference(prepared: Path, reference_path: Path, network: str, batch_size: int,
+                                      seed: int) -> None:
+    """FID, KID, precision and recall of a prepared dataset's training images against its reference
+    statistics, as the evaluate stage computes them for samples."""
+    from vaelab.data import load_prepared
+    from vaelab.evaluation import FEATURE_SAMPLE_SIZE, check_reference, load_reference, sample_metrics
+    from vaelab.feature_stats import compute_statistics
+    from vaelab.features import build_feature_extractor
+
+    reference = load_reference(reference_path)
+    extractor = build_feature_extractor(network, 299, seed=seed)
+    check_reference(reference, extractor.metadata, reference_path)
+    x_train = load_prepared(prepared).x_train
+    stats = compute_statistics(x_train, extractor, batch_size, keep=FEATURE_SAMPLE_SIZE, seed=seed,
+                               description="training images")
+    metrics = sample_metrics(stats, reference, seed, {})
+    print(f"{network}: the {stats.n} training images of {prepared} against its {reference.n}-image reference: "
+          + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", type=Path, required=True, help="folder with t10k-images-idx3-ubyte.gz")
@@ -78,6 +103,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pr-points", type=int, default=2000, help="points per set for precision/recall")
+    parser.add_argument("--prepared", type=Path, help="a prepared .npz: score its training images against --reference")
+    parser.add_argument("--reference", type=Path, help="the reference statistics of that dataset")
+    parser.add_argument("--pipeline-seed", type=int, default=42, help="the seed the pipeline ran with (params.yaml)")
     args = parser.parse_args()
     if args.weights:
         os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
@@ -104,6 +132,9 @@ def main() -> None:
               flush=True)
     if "float32" in results:
         precision_recall_anchors(images, order, args.network, args.batch_size, args.pr_points)
+    if args.prepared and args.reference:
+        training_images_against_reference(args.prepared, args.reference, args.network, args.batch_size,
+                                          args.pipeline_seed)
     if {"float32", "bfloat16"} <= set(results):
         for name in splits:
             f32, bf16 = results["float32"][name], results["bfloat16"][name]
