@@ -15,7 +15,7 @@ from vaelab.density import fit_density, save_density
 from vaelab.errors import VaelabError
 from vaelab.evaluation import (
     active_units, check_reference, compute_reference, evaluate, load_reference,
-    prior_sample_batches, save_reference, write_metrics,
+    generated_batches, save_reference, write_metrics,
 )
 from tests.stand_in import build_stand_in_extractor
 from vaelab.feature_stats import compute_activations
@@ -71,21 +71,21 @@ def test_reference_from_other_settings_is_refused(reference):
     check_reference(reference, reference.metadata)
 
 
-def test_prior_sample_batches_are_lazy_slices():
+def test_generated_batches_are_lazy_slices():
     calls = []
 
     def generate(start, count):
         calls.append((start, count))
         return np.zeros((count, 4, 4, 1), np.uint8)
 
-    batches = prior_sample_batches(generate, num_samples=23, batch_size=10)
+    batches = generated_batches(generate, num_samples=23, batch_size=10)
     assert calls == []  # nothing generated before it is asked for
     next(batches)
     assert calls == [(0, 10)]
     assert [len(b) for b in batches] == [10, 3]
     assert calls == [(0, 10), (10, 10), (20, 3)]
     with pytest.raises(ValueError, match="returned 2 images"):
-        list(prior_sample_batches(lambda start, count: np.zeros((2, 4, 4, 1), np.uint8), 5, 5))
+        list(generated_batches(lambda start, count: np.zeros((2, 4, 4, 1), np.uint8), 5, 5))
 
 
 def test_active_units_counts_dimensions_with_variance_above_threshold():

@@ -114,8 +114,8 @@ def check_reference(reference: ReferenceStats, expected: Mapping[str, Any], path
         )
 
 
-def prior_sample_batches(generate_batch: Callable[[int, int], np.ndarray], num_samples: int,
-                         batch_size: int) -> Iterator[np.ndarray]:
+def generated_batches(generate_batch: Callable[[int, int], np.ndarray], num_samples: int,
+                      batch_size: int) -> Iterator[np.ndarray]:
     """Call ``generate_batch(start, count)`` -> uint8 (count, H, W, C) for consecutive slices of
     ``num_samples`` images, lazily: only one batch of generated images exists at a time."""
     for start in range(0, num_samples, batch_size):
@@ -192,7 +192,7 @@ def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_sa
     radii_cache: dict[int, np.ndarray] = {}
     pr_points = 0
     for name, generate_batch in samplers.items():
-        samples = compute_statistics(prior_sample_batches(generate_batch, num_samples, batch_size), extractor,
+        samples = compute_statistics(generated_batches(generate_batch, num_samples, batch_size), extractor,
                                      batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
                                      seed=seed, description=f"{name} sample features")
         suffix = "" if name == "prior" else f"_{name}"
