@@ -107,6 +107,16 @@ def test_image_grid_places_tiles_with_padding():
         image_grid(np.zeros((1, 2, 2, 3), np.float32), 1, 1)
 
 
+def test_a_long_title_widens_the_figure_so_no_glyph_is_clipped(tmp_path):
+    title = "mnist: images decoded from z ~ 10-component Gaussian mixture fitted to mu(x) (seed 42)"
+    images = np.zeros((64, 28, 28, 1), np.uint8)
+    width, height = figures.plot_image_grid(images, tmp_path / "grid.png", title)
+    ink = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))[:46] < 128  # the title band
+    columns = np.flatnonzero(ink.any(axis=0))
+    assert ink.shape[1] == width and columns.size
+    assert columns[0] >= 6 and columns[-1] < width - 6, (columns[0], columns[-1], width)
+
+
 @pytest.mark.parametrize("n, shape", [(1, (1, 1)), (2, (1, 2)), (5, (2, 3)), (10, (3, 4)), (16, (4, 4))])
 def test_grid_shape(n, shape):
     assert grid_shape(n) == shape
@@ -410,11 +420,13 @@ def test_plot_stage_cli(tmp_path, write_params):
     result = run(tmp_path / "history.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "plots" / "images"
-    expected = set(DESIGNED_28PX)
-    assert {p.name for p in out.iterdir()} == expected
+    # The mixture's title, "fake: images decoded from z ~ 3-component Gaussian mixture fitted to
+    # mu(x) (seed 3)", is 741 px wide at 12 pt: the figure widens to fit it.
+    designed = {**DESIGNED_28PX, "samples_gmm.png": (12 + 741 + 12, DESIGNED_28PX["samples_gmm.png"][1])}
+    assert {p.name for p in out.iterdir()} == set(designed)
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["images"]  # no temp folder left
-    for name in expected:
+    for name in designed:
         with Image.open(out / name) as image:
-            assert image.size == DESIGNED_28PX[name], name
+            assert image.size == designed[name], name
             if name.endswith(".gif"):
                 assert image.n_frames == epochs

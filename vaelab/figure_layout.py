@@ -27,6 +27,7 @@ PAD_VALUE = 128
 OUTER = 12          # margin around the figure
 GAP = 14            # between panels
 SUPTITLE_PX = 34    # band for the figure title
+SUPTITLE_FONT = 12  # points
 TITLE_LINE_PX = 17  # per line of a panel title
 TICK_FONT = 8       # pt
 CHAR_PX = 6.5       # rough width of one character at 8-9 pt, for margins and truncation
@@ -120,6 +121,20 @@ def new_figure(width_px: int, height_px: int):
     return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
 
 
+def text_width_px(text: str, fontsize: float) -> int:
+    """Width in pixels of one line of ``text`` at ``fontsize`` points, as the Agg canvas draws it.
+
+    Measured by the renderer that saves the PNG, not guessed per character: a guess clipped
+    long titles at both edges.
+    """
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    width, _, _ = RendererAgg(1, 1, DPI).get_text_width_height_descent(text, FontProperties(size=fontsize),
+                                                                        ismath=False)
+    return math.ceil(width)
+
+
 def save_figure(fig, path: str | Path) -> tuple[int, int]:
     fig.savefig(path, dpi=DPI, format="png")
     width, height = fig.get_size_inches() * DPI
@@ -168,12 +183,12 @@ def panel_figure(panels: Sequence[Panel], cols: int, scale: int, suptitle: str, 
     bottom = (20 if any(p.xticks for p in panels) else 0) + (20 if any(p.xlabel for p in panels) else 0)
     cell_w, cell_h = left + img_w, title_px + img_h + bottom
     content_w = cols * cell_w + (cols - 1) * GAP
-    width = max(content_w + 2 * OUTER, int(len(suptitle) * 8.5) + 2 * OUTER)
+    width = max(content_w + 2 * OUTER, text_width_px(suptitle, SUPTITLE_FONT) + 2 * OUTER)
     height = OUTER + SUPTITLE_PX + rows * cell_h + (rows - 1) * GAP + OUTER
     x_offset = (width - content_w) // 2
 
     fig = new_figure(width, height)
-    fig.text(0.5, 1 - (OUTER + SUPTITLE_PX / 2) / height, suptitle, ha="center", va="center", fontsize=12)
+    fig.text(0.5, 1 - (OUTER + SUPTITLE_PX / 2) / height, suptitle, ha="center", va="center", fontsize=SUPTITLE_FONT)
     for i, panel in enumerate(panels):
         r, c = divmod(i, cols)
         x = x_offset + c * (cell_w + GAP) + left
