@@ -41,8 +41,8 @@ class TrainConfig:
     """How to train (Adam, one seed for everything random).
 
     jit_compile: compile the train/test steps with XLA. Off: on CPUs it measured 0.7x (mlp)
-    and 0.55x (conv) the speed of TensorFlow's oneDNN kernels on a Xeon, and no faster on an
-    AVX2 EPYC (benchmarks/bench_train.py); Keras' default ("auto") turns XLA off under op
+    and 0.55x (conv) the speed of TensorFlow's oneDNN kernels on a Xeon, and 0.32x (conv) on
+    a Zen 4 EPYC (benchmarks/bench_train.py); Keras' default ("auto") turns XLA off under op
     determinism, which reproducibility needs. mixed_precision: 16-bit compute with float32
     weights and outputs, see :func:`vaelab.hardware.mixed_precision_policy`.
     """
