@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -168,18 +169,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs and 256 FID samples: a smoke run")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vaelab-bench-pipeline",
                         help="cache of the generated archives, and the run's repository")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated stages to time, run in DAG order (default: all of {','.join(STAGES)})")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    extra = (f" --scale {args.scale}" if args.scale != 1.0 else "") + (" --quick" if args.quick else "")
+    stages = [stage for stage in STAGES if stage in args.stages.split(",")]
+    if unknown := set(args.stages.split(",")) - set(STAGES):
+        raise SystemExit(f"--stages {args.stages}: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+
+    from vaelab.params import load_params
+
+    kind = load_params(PROJECT_ROOT / "params.yaml").dataset(args.dataset).kind
+    mirror = args.work / f"mirror-{args.scale:g}"
+    if args.generate_only:
+        write_archives(kind, mirror / kind, args.scale)
+        return
+    extra = ((f" --scale {args.scale}" if args.scale != 1.0 else "") + (" --quick" if args.quick else "")
+             + (f" --stages {','.join(stages)}" if stages != list(STAGES) else ""))
     print(f"reproduce: python benchmarks/bench_pipeline.py --dataset {args.dataset}{extra} --work {args.work}  "
           f"(cpu cores: {os.cpu_count()})", flush=True)
 
     from vaelab.download import local_source
     from vaelab.kinds import save_source_table
-    from vaelab.params import load_params
 
-    kind = load_params(PROJECT_ROOT / "params.yaml").dataset(args.dataset).kind
-    mirror = args.work / f"mirror-{args.scale:g}"
-    paths = write_archives(kind, mirror / kind, args.scale)
+    # Generated in a child: on Linux a child's peak RSS starts from its parent's at fork, so this
+    # process stays small and every stage's figure below is the stage's own.
+    subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--scale", str(args.scale), "--work",
+                    str(args.work), "--generate-only"], check=True)
+    paths = write_archives(kind, mirror / kind, args.scale)  # the child's files, read back
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = save_source_table(args.work / "sources.json", {kind: tuple(local_source(p) for p in paths)})
     repo = args.work / "repo"
     shutil.rmtree(repo, ignore_errors=True)
@@ -193,8 +211,10 @@ def main() -> None:
     log = args.work / f"{args.dataset}.log"
     log.write_text("")
 
+    print(f"(a stage's peak RSS cannot read below this process's own {floor:.0f} MB, which its child starts from)",
+          flush=True)
     rows, total = [], 0.0
-    for stage in STAGES:
+    for stage in stages:
         seconds, peak, status = timed([sys.executable, "-m", "dvc", "repro", "-s", f"{stage}@{args.dataset}"],
                                       repo, env, log)
         total += seconds
@@ -203,6 +223,9 @@ def main() -> None:
               f"{'' if status == 0 else f'   FAILED (exit {status}; see {log})'}", flush=True)
         if status != 0:
             raise SystemExit(1)
+    if stages != list(STAGES):
+        print(f"{'these stages':28s} {total:8.1f} s   largest peak {max(p for _, _, p in rows):.0f} MB", flush=True)
+        return
     seconds, _, status = timed([sys.executable, "-m", "dvc", "repro"], repo, env, log)
     up_to_date = "Data and pipelines are up to date." in log.read_text()
     largest = max(peak for _, _, peak in rows)
