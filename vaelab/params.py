@@ -58,7 +58,7 @@ class ConvParams:
 class FidParams:
     network: str = "inception2015"
     num_samples: int = 10000
-    batch_size: int = 100
+    batch_size: int = 50  # 100 peaked at 4.15 GB in a full-size CIFAR-10 evaluate (bench_pipeline)
     image_size: int = FID_NATIVE_SIZE
     precision: str = "float32"
 
