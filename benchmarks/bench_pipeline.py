@@ -16,8 +16,8 @@ stage at a time in DAG order (``dvc repro -s <stage>@<dataset>``), each in a chi
 wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for, from
 ``wait4``) it prints, then the whole ``dvc repro``, which must find nothing to do.
 
-    python benchmarks/bench_pipeline.py --dataset mnist        # ~35 min on 2 CPU cores
-    python benchmarks/bench_pipeline.py --dataset cifar10      # ~1.5 h on 2 CPU cores
+    python benchmarks/bench_pipeline.py --dataset mnist        # 26 min on 2 Zen 4 cores
+    python benchmarks/bench_pipeline.py --dataset cifar10      # 46 min on 2 Zen 4 cores
     python benchmarks/bench_pipeline.py --dataset caltech101
 
 Target: no stage of a default run needs more than ~4 GB.
@@ -213,22 +213,20 @@ def main() -> None:
 
     print(f"(a stage's peak RSS cannot read below this process's own {floor:.0f} MB, which its child starts from)",
           flush=True)
-    rows, total = [], 0.0
+    total, largest = 0.0, 0.0
     for stage in stages:
         seconds, peak, status = timed([sys.executable, "-m", "dvc", "repro", "-s", f"{stage}@{args.dataset}"],
                                       repo, env, log)
-        total += seconds
-        rows.append((stage, seconds, peak))
+        total, largest = total + seconds, max(largest, peak)
         print(f"{stage + '@' + args.dataset:28s} {seconds:8.1f} s   peak RSS {peak:7.0f} MB"
               f"{'' if status == 0 else f'   FAILED (exit {status}; see {log})'}", flush=True)
         if status != 0:
             raise SystemExit(1)
     if stages != list(STAGES):
-        print(f"{'these stages':28s} {total:8.1f} s   largest peak {max(p for _, _, p in rows):.0f} MB", flush=True)
+        print(f"{'these stages':28s} {total:8.1f} s   largest peak {largest:.0f} MB", flush=True)
         return
     seconds, _, status = timed([sys.executable, "-m", "dvc", "repro"], repo, env, log)
     up_to_date = "Data and pipelines are up to date." in log.read_text()
-    largest = max(peak for _, _, peak in rows)
     print(f"{'all stages':28s} {total:8.1f} s   largest peak {largest:.0f} MB (target <= {MEMORY_TARGET_MB} MB: "
           f"{'PASS' if largest <= MEMORY_TARGET_MB else 'FAIL'}); then `dvc repro`: "
           f"{'up to date' if up_to_date and status == 0 else 'NOT up to date'} ({seconds:.0f} s)", flush=True)
