@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,10 +63,13 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     table = archive_factory.write_source_table(tmp_path / "sources.json", {"mnist": files})
 
     # dvc.yaml's commands say `python`: make it the interpreter running the tests, whatever
-    # `python` on PATH is.
+    # `python` on PATH is. A wrapper, not a symlink: a symlink to a virtual environment's
+    # interpreter loses the environment (pyvenv.cfg is looked up beside the link).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
+    wrapper = bin_dir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
