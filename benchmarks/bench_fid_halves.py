@@ -22,6 +22,7 @@ generator reproducing the training set would score in exactly the pipeline's set
 
     python benchmarks/bench_fid_halves.py --mnist ../shared/data/mnist-t10k \
         --prepared data/prepared/mnist.npz --reference data/reference/mnist.npz
+    python benchmarks/bench_fid_halves.py --smoke     # seconds: the benchmark runs (a test runs it)
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 
-def features_of(images: np.ndarray, network: str, precision: str, batch_size: int) -> tuple[np.ndarray, float]:
+def features_of(images: np.ndarray, network: str, precision: str, batch_size: int,
+                image_size: int = 299) -> tuple[np.ndarray, float]:
     """float32 (N, 2048) features of ``images`` and the images/s it took."""
-    from vaelab.features import build_feature_extractor, compute_activations
+    from vaelab.feature_stats import compute_activations
+    from vaelab.features import build_feature_extractor
 
-    extractor = build_feature_extractor(network, 299, seed=0, precision=precision)
+    extractor = build_feature_extractor(network, image_size, seed=0, precision=precision)
     start = time.perf_counter()
     features = np.concatenate(list(compute_activations(images, extractor, batch_size,
                                                        description=f"{network} {precision}")))
@@ -56,7 +59,7 @@ def fid_between(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str, batch_size: int,
-                             points: int) -> None:
+                             points: int, image_size: int = 299) -> None:
     """Precision/recall of real digits against other real digits, sharp and 3x3-box-blurred."""
     from scipy.ndimage import uniform_filter
 
@@ -64,7 +67,7 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
 
     real, other = images[order[:points]], images[order[-points:]]
     blurred = np.clip(uniform_filter(other.astype(np.float32), size=(1, 3, 3, 1)), 0, 255).astype(np.uint8)
-    features = {name: features_of(x, network, "float32", batch_size)[0]
+    features = {name: features_of(x, network, "float32", batch_size, image_size)[0]
                 for name, x in (("real", real), ("other", other), ("blurred", blurred))}
     for name in ("other", "blurred"):
         p, r = precision_recall(features["real"], features[name])
@@ -74,7 +77,7 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
 
 
 def training_images_against_reference(prepared: Path, reference_path: Path, network: str, batch_size: int,
-                                      seed: int) -> None:
+                                      seed: int, image_size: int = 299) -> None:
     """FID, KID, precision and recall of a prepared dataset's training images against its reference
     statistics, as the evaluate stage computes them for samples."""
     from vaelab.data import load_prepared
@@ -83,7 +86,7 @@ def training_images_against_reference(prepared: Path, reference_path: Path, netw
     from vaelab.features import build_feature_extractor
 
     reference = load_reference(reference_path)
-    extractor = build_feature_extractor(network, 299, seed=seed)
+    extractor = build_feature_extractor(network, image_size, seed=seed)
     check_reference(reference, extractor.metadata, reference_path)
     x_train = load_prepared(prepared).x_train
     stats = compute_statistics(x_train, extractor, batch_size, keep=FEATURE_SAMPLE_SIZE, seed=seed,
@@ -93,9 +96,26 @@ def training_images_against_reference(prepared: Path, reference_path: Path, netw
           + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()), flush=True)
 
 
+def smoke_digits() -> Path:
+    """A temporary folder with a canonical t10k-images-idx3-ubyte.gz of 64 random 28x28 digits."""
+    import tempfile
+
+    from vaelab.dataset_files import write_idx_dataset
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-fid-halves-"))
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64, dtype=np.uint8)
+    write_idx_dataset(folder, x[:8], y[:8], x, y)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, required=True, help="folder with t10k-images-idx3-ubyte.gz")
+    parser.add_argument("--mnist", type=Path, help="folder with t10k-images-idx3-ubyte.gz (required unless --smoke)")
+    parser.add_argument("--image-size", type=int, default=299, help="network input size (299 for inception2015)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a check that the benchmark runs: 64 generated digits in a temporary idx file, the "
+                             "random network at 75 px")
     parser.add_argument("--weights", help="the 2015 network's weights file (sets $VAELAB_FID_WEIGHTS)")
     parser.add_argument("--network", default="inception2015")
     parser.add_argument("--images", type=int, default=10000, help="use the first N digits (even)")
@@ -107,8 +127,16 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, help="the reference statistics of that dataset")
     parser.add_argument("--pipeline-seed", type=int, default=42, help="the seed the pipeline ran with (params.yaml)")
     args = parser.parse_args()
+    if args.smoke:
+        args = parser.parse_args([*sys.argv[1:], "--network", "random", "--image-size", "75", "--images", "64",
+                                  "--batch-size", "16", "--pr-points", "16", "--mnist", str(smoke_digits())])
+    if args.mnist is None:
+        parser.error("--mnist is required (a folder with MNIST's t10k-images-idx3-ubyte.gz), unless --smoke")
     if args.weights:
         os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
+    from vaelab.cli import tensorflow_environment
+
+    tensorflow_environment()  # the allocator a stage runs with
     print(f"reproduce: python benchmarks/bench_fid_halves.py {' '.join(sys.argv[1:])}  (cpu cores: {os.cpu_count()})",
           flush=True)
 
@@ -123,7 +151,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     speed: dict[str, float] = {}
     for precision in args.precisions.split(","):
-        features, speed[precision] = features_of(images, args.network, precision, args.batch_size)
+        features, speed[precision] = features_of(images, args.network, precision, args.batch_size, args.image_size)
         results[precision] = {name: fid_between(features[a], features[b]) for name, (a, b) in splits.items()}
         for name, value in results[precision].items():
             print(f"{args.network} {precision}: FID {name} ({half} vs {half} real test digits) = {value:.4f}",
@@ -131,10 +159,10 @@ def main() -> None:
         print(f"{args.network} {precision}: {speed[precision]:.1f} images/s (features of {len(images)} digits)",
               flush=True)
     if "float32" in results:
-        precision_recall_anchors(images, order, args.network, args.batch_size, args.pr_points)
+        precision_recall_anchors(images, order, args.network, args.batch_size, args.pr_points, args.image_size)
     if args.prepared and args.reference:
         training_images_against_reference(args.prepared, args.reference, args.network, args.batch_size,
-                                          args.pipeline_seed)
+                                          args.pipeline_seed, args.image_size)
     if {"float32", "bfloat16"} <= set(results):
         for name in splits:
             f32, bf16 = results["float32"][name], results["bfloat16"][name]

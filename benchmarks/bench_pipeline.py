@@ -19,6 +19,7 @@ wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for,
     python benchmarks/bench_pipeline.py --dataset mnist        # 26 min on 2 Zen 4 cores
     python benchmarks/bench_pipeline.py --dataset cifar10      # 46 min on 2 Zen 4 cores
     python benchmarks/bench_pipeline.py --dataset caltech101
+    python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
 
 Target: no stage of a default run needs more than ~4 GB.
 """
@@ -29,6 +30,7 @@ import argparse
 import io
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -131,9 +133,16 @@ def write_archives(kind: str, folder: Path, scale: float = 1.0) -> list[Path]:
     return paths
 
 
-def make_repo(repo: Path, dataset: str, quick: bool = False) -> None:
+SMOKE_PARAMS = {"epochs": 1, "batch_size": 32, "hidden_dim": 16, "conv": {"filters": [8, 16], "dropout": 0.0},
+                "fid": {"network": "random", "num_samples": 32, "batch_size": 16, "image_size": 75,
+                        "precision": "float32"},
+                "gmm": {"components": 2}, "plots": {"tsne": False, "num_latent_points": 64}}
+
+
+def make_repo(repo: Path, dataset: str, quick: bool = False, smoke: bool = False) -> None:
     """A git repository holding the project, with only ``dataset`` in its committed params
-    (``quick``: 2 epochs and 256 FID samples, for a smoke run of the benchmark itself)."""
+    (``quick``: 2 epochs and 256 FID samples; ``smoke``: :data:`SMOKE_PARAMS`, seconds a stage,
+    for a check that the benchmark itself runs)."""
     for name in PROJECT_FILES:
         source, target = PROJECT_ROOT / name, repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +155,8 @@ def make_repo(repo: Path, dataset: str, quick: bool = False) -> None:
     params["fid"]["network"] = "random"  # same cost as inception2015 at 299 px, no weights file needed
     if quick:
         params["epochs"], params["fid"]["num_samples"] = 2, 256
+    if smoke:
+        params.update(SMOKE_PARAMS)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=bench@vaelab.invalid", "-c", "user.name=bench",
                                                   "commit", "-qm", "project"]):
@@ -171,8 +182,13 @@ def main() -> None:
                         help="cache of the generated archives, and the run's repository")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated stages to time, run in DAG order (default: all of {','.join(STAGES)})")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a check that the benchmark runs: --scale 0.002, tiny models and FID, a temporary --work")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke and not args.generate_only:
+        args = parser.parse_args([*sys.argv[1:], "--scale", "0.002", "--work",
+                                  tempfile.mkdtemp(prefix="bench-pipeline-")])
     stages = [stage for stage in STAGES if stage in args.stages.split(",")]
     if unknown := set(args.stages.split(",")) - set(STAGES):
         raise SystemExit(f"--stages {args.stages}: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
@@ -185,6 +201,7 @@ def main() -> None:
         write_archives(kind, mirror / kind, args.scale)
         return
     extra = ((f" --scale {args.scale}" if args.scale != 1.0 else "") + (" --quick" if args.quick else "")
+             + (" --smoke" if args.smoke else "")
              + (f" --stages {','.join(stages)}" if stages != list(STAGES) else ""))
     print(f"reproduce: python benchmarks/bench_pipeline.py --dataset {args.dataset}{extra} --work {args.work}  "
           f"(cpu cores: {os.cpu_count()})", flush=True)
@@ -195,17 +212,19 @@ def main() -> None:
     # Generated in a child: on Linux a child's peak RSS starts from its parent's at fork, so this
     # process stays small and every stage's figure below is the stage's own.
     subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--scale", str(args.scale), "--work",
-                    str(args.work), "--generate-only"], check=True)
+                    str(args.work), "--generate-only", *(["--smoke"] if args.smoke else [])], check=True)
     paths = write_archives(kind, mirror / kind, args.scale)  # the child's files, read back
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = save_source_table(args.work / "sources.json", {kind: tuple(local_source(p) for p in paths)})
     repo = args.work / "repo"
     shutil.rmtree(repo, ignore_errors=True)
-    make_repo(repo, args.dataset, args.quick)
-    bin_dir = args.work / "bin"  # dvc.yaml says `python`: make it this interpreter
+    make_repo(repo, args.dataset, args.quick, args.smoke)
+    # dvc.yaml says `python`: make it this interpreter. A wrapper, not a symlink: a symlink to a
+    # virtual environment's interpreter loses the environment (pyvenv.cfg is found beside the link).
+    bin_dir = args.work / "bin"
     bin_dir.mkdir(exist_ok=True)
-    if not (bin_dir / "python").exists():
-        (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
            "VAELAB_DATA_MIRROR": str(mirror), "VAELAB_SOURCES": str(table), "DVC_NO_ANALYTICS": "1"}
     log = args.work / f"{args.dataset}.log"

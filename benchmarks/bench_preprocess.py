@@ -1,6 +1,7 @@
 """Benchmark the preprocess stage: a Caltech101-sized image folder and MNIST-sized idx files.
 
     python3 benchmarks/bench_preprocess.py [--images 9000] [--size 64] [--cache /tmp/vaelab-bench-preprocess]
+    python3 benchmarks/bench_preprocess.py --smoke     # seconds: the benchmark runs (a test runs it)
 
 1. Generates (once; cached under ``--cache``) about 9,000 JPEGs of random sizes 200-400 px
    per side (mean about 300x300, a little larger than Caltech101's typical 300x200, so the
@@ -79,15 +80,26 @@ def caltech_like_folder(cache: Path, n_images: int, n_classes: int = 101, seed: 
     return folder
 
 
-def mnist_sized_folder(cache: Path) -> Path:
-    """Cached MNIST-sized idx files (60,000 / 10,000, digit-like content)."""
-    from tests import archive_factory
+def mnist_sized_folder(cache: Path, n_train: int = 60_000, n_test: int = 10_000) -> Path:
+    """Cached MNIST-sized idx files (``n_train`` / ``n_test``): digit-like content, a bright blob
+    on a black ground (mostly zeros, so the files compress as MNIST's do)."""
+    from vaelab.dataset_files import write_idx_dataset
 
-    folder = cache / "mnist_like_60000"
+    folder = cache / f"mnist_like_{n_train}_{n_test}"
     if not (folder / ".complete").is_file():
         print(f"generating MNIST-sized idx files in {folder} ...", flush=True)
-        archive_factory.write_mnist_like(folder, n_train=60000, n_test=10000, seed=0)
-        (folder / ".complete").write_text("60000\n")
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[:28, :28]
+
+        def digits(n: int) -> np.ndarray:
+            centre = rng.uniform(9, 19, (n, 2, 1, 1))
+            radius = rng.uniform(4, 8, (n, 1, 1))
+            inside = (yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2 < radius ** 2
+            return np.where(inside, rng.integers(128, 256, (n, 28, 28)), 0).astype(np.uint8)
+
+        write_idx_dataset(folder, digits(n_train), rng.integers(0, 10, n_train), digits(n_test),
+                          rng.integers(0, 10, n_test))
+        (folder / ".complete").write_text(f"{n_train} {n_test}\n")
     return folder
 
 
@@ -112,11 +124,19 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vaelab-bench-preprocess",
                         help="where generated inputs are kept between runs")
     parser.add_argument("--skip-mnist", action="store_true", help="only the image-folder benchmark")
+    parser.add_argument("--classes", type=int, default=101, help="class folders of the Caltech-like folder")
+    parser.add_argument("--mnist-images", default="60000,10000", help="train,test images of the idx files")
+    parser.add_argument("--smoke", action="store_true", help="a check that the benchmark runs: 24 JPEGs in 3 classes, "
+                                                             "600 + 100 idx images, in a temporary cache")
     args = parser.parse_args()
+    if args.smoke:
+        args = parser.parse_args([*sys.argv[1:], "--images", "24", "--classes", "3", "--mnist-images", "600,100", "--cache",
+                                  tempfile.mkdtemp(prefix="bench-preprocess-")])
+    n_train, n_test = (int(n) for n in args.mnist_images.split(","))
 
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
-    folder = caltech_like_folder(cache, args.images)
+    folder = caltech_like_folder(cache, args.images, args.classes)
     with tempfile.TemporaryDirectory(prefix="vaelab-bench-") as tmp:
         tmp = Path(tmp)
         params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -137,9 +157,9 @@ def main() -> None:
               f"peak RSS {rss:.0f} MiB, output {size_mb:.0f} MiB  (targets < 60 s, < 1536 MiB: "
               f"{'PASS' if ok else 'FAIL'})")
         if not args.skip_mnist:
-            mnist = mnist_sized_folder(cache)
+            mnist = mnist_sized_folder(cache, n_train, n_test)
             wall_m, rss_m = run_stage("mnist", mnist, tmp / "mnist.npz", params_path)
-            print(f"idx files: 60,000 + 10,000 images -> {wall_m:.1f} s wall, peak RSS {rss_m:.0f} MiB  "
+            print(f"idx files: {n_train:,} + {n_test:,} images -> {wall_m:.1f} s wall, peak RSS {rss_m:.0f} MiB  "
                   f"(target < 10 s: {'PASS' if wall_m < 10 else 'FAIL'})")
     print("reproduce: python3 benchmarks/bench_preprocess.py " + shlex.join(sys.argv[1:]))
 

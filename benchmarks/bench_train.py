@@ -32,6 +32,8 @@ which no input pipeline or compiler setting shortens.
 
     python benchmarks/bench_train.py      # about 20 minutes on 2 CPU cores
     python benchmarks/bench_train.py --steps 469 --rounds 1   # one full MNIST epoch each
+    python benchmarks/bench_train.py --skip-defaults --rounds 1 --allocator-rounds 3   # the allocator's effect
+    python benchmarks/bench_train.py --smoke                   # seconds: the benchmark runs (a test runs it)
 """
 
 from __future__ import annotations
@@ -170,14 +172,14 @@ def ours_runner(images_uint8: np.ndarray, steps: int, config, train, cached_batc
     return run, vae
 
 
-def xla_child(steps: int, rounds: int) -> None:
+def xla_child(steps: int, rounds: int, n_images: int) -> None:
     """Run in a subprocess: ours with jit_compile on and op determinism off; print JSON."""
     import keras
 
     from vaelab.training import TrainConfig
 
     keras.utils.set_random_seed(0)
-    images = np.random.default_rng(0).integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (n_images, 28, 28, 1), dtype=np.uint8)
     train = TrainConfig(epochs=1, batch_size=128, learning_rate=1e-3, seed=0, jit_compile=True)
     run, vae = ours_runner(images, steps, same_architecture(), train)
     rates = [run() for _ in range(rounds)]
@@ -192,29 +194,101 @@ def same_architecture():
                       likelihood="bernoulli")
 
 
+FULL = {"MNIST": 60_000, "CIFAR-10": 50_000}
+# vaelab.cli.POOLED_ALLOCATOR_ENV on (what conv models train with) and off (malloc: the mlp)
+ALLOCATORS = {"after": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}, "before": {"TF_CPU_ALLOCATOR_USE_BFC": "false"}}
+
+
+def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool) -> dict[str, float]:
+    """images/s of the default models (params.yaml) on MNIST and CIFAR-10 geometry, both
+    architectures, float32 (and mixed precision where the CPU has bfloat16 hardware: 0 where not)."""
+    from vaelab.hardware import bfloat16_is_emulated
+    from vaelab.models import ArchConfig
+    from vaelab.params import load_params
+    from vaelab.training import TrainConfig
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    default = TrainConfig(epochs=1, batch_size=params.batch_size, learning_rate=params.learning_rate, seed=0)
+    rng = np.random.default_rng(0)
+    data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),
+            "CIFAR-10": rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)}
+    rates = {}
+    for name, architecture in (("MNIST", "mlp"), ("MNIST", "conv"), ("CIFAR-10", "mlp"), ("CIFAR-10", "conv")):
+        images = data[name]
+        config = ArchConfig(image_shape=images.shape[1:], latent_dim=params.latent_dim,
+                            hidden_dim=params.hidden_dim, architecture=architecture,
+                            filters=params.conv.filters, dropout=params.conv.dropout)
+        for precision in ("float32", "mixed") if mixed_too else ("float32",):
+            setting = dataclasses.replace(default, mixed_precision=precision == "mixed")
+            label = f"{name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
+            rates[label] = (0.0 if bfloat16_is_emulated(setting.mixed_precision)
+                            else ours_runner(images, steps, config, setting)[0]())
+    return rates
+
+
+def compare_allocators(steps: int, rounds: int, n_mnist: int, n_cifar: int) -> None:
+    """The default models' float32 images/s with TensorFlow's pooled CPU allocator (after: what
+    every stage sets) and with malloc (before), each round a fresh child per allocator, the
+    children round-robin; the best round of each and their ratio."""
+    best: dict[str, dict[str, float]] = {name: {} for name in ALLOCATORS}
+    for _ in range(rounds):
+        for name, env in ALLOCATORS.items():
+            child = subprocess.run([sys.executable, __file__, "--defaults-child", "--steps", str(steps),
+                                    "--images", f"{n_mnist},{n_cifar}"], capture_output=True, text=True,
+                                   env={**os.environ, **env}, check=False)
+            if child.returncode != 0:
+                raise SystemExit(f"allocator child ({name}) failed:\n{child.stderr[-2000:]}")
+            for model, rate in json.loads(child.stdout.strip().splitlines()[-1]).items():
+                best[name][model] = max(best[name].get(model, 0.0), rate)
+    for model in best["after"]:
+        after, before = best["after"][model], best["before"][model]
+        print(f"allocator, default params, {model}: malloc {before:8.0f}, pooled (BFC) {after:8.0f} images/s = "
+              f"{after / before:.2f}x (best of {rounds} round-robin rounds)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="batches of 128 per timed run (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed runs of each model (default 5)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the comparison with the reference")
+    parser.add_argument("--allocator-rounds", type=int, default=0,
+                        help="also time the default models (float32) with and without the pooled CPU allocator, "
+                             "this many round-robin rounds of child processes")
+    parser.add_argument("--images", default="60000,50000", help="MNIST-like and CIFAR-like images to hold")
+    parser.add_argument("--smoke", action="store_true", help="a check that the benchmark runs: 2 steps, 1 round, "
+                                                             "2,560 images, one allocator round")
     parser.add_argument("--xla-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--defaults-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args = parser.parse_args([*sys.argv[1:], "--steps", "2", "--rounds", "1", "--images", "2560,2560",
+                                  "--allocator-rounds", "1"])
+    n_mnist, n_cifar = (int(n) for n in args.images.split(","))
+
+    from vaelab.cli import tensorflow_environment
+
+    tensorflow_environment()  # what a stage sets before TensorFlow starts (a child's own values win)
     if args.xla_child:
-        xla_child(args.steps, args.rounds)
+        xla_child(args.steps, args.rounds, n_mnist)
+        return
+    if args.defaults_child:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(0)
+        tf.config.experimental.enable_op_determinism()  # as in training
+        print(json.dumps(default_model_rates(args.steps, n_mnist, n_cifar, mixed_too=False)))
         return
 
     import keras
     import tensorflow as tf
 
-    from vaelab.hardware import bfloat16_is_emulated, mixed_precision_policy
-    from vaelab.models import ArchConfig
-    from vaelab.params import load_params
+    from vaelab.hardware import mixed_precision_policy
     from vaelab.training import TrainConfig
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)
     rng = np.random.default_rng(0)
-    n_mnist, n_cifar = 60_000, 50_000
     mnist_like = rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8)
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}")
@@ -237,7 +311,7 @@ def main() -> None:
         for name, run in runners.items():
             rates[name].append(run())
     child = subprocess.run([sys.executable, __file__, "--xla-child", "--steps", str(args.steps), "--rounds",
-                            str(args.rounds)], capture_output=True, text=True, check=False)
+                            str(args.rounds), "--images", args.images], capture_output=True, text=True, check=False)
     if child.returncode == 0:
         xla = json.loads(child.stdout.strip().splitlines()[-1])
         label = "on" if xla["jit_compile"] else "OFF (Keras refused it)"
@@ -255,24 +329,13 @@ def main() -> None:
     print("target: ours >= 1.5x the reference")
 
     if not args.skip_defaults:
-        params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-        default = TrainConfig(epochs=1, batch_size=params.batch_size, learning_rate=params.learning_rate, seed=0)
-        cifar_like = rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)
-        for name, images, architecture in (("MNIST", mnist_like, "mlp"), ("MNIST", mnist_like, "conv"),
-                                           ("CIFAR-10", cifar_like, "mlp"), ("CIFAR-10", cifar_like, "conv")):
-            config = ArchConfig(image_shape=images.shape[1:], latent_dim=params.latent_dim,
-                                hidden_dim=params.hidden_dim, architecture=architecture,
-                                filters=params.conv.filters, dropout=params.conv.dropout)
-            full = 60_000 if name == "MNIST" else 50_000
-            for precision, setting in (("float32", default), ("mixed", dataclasses.replace(default, mixed_precision=True))):
-                if bfloat16_is_emulated(setting.mixed_precision):
-                    print(f"ours, default params, {name} {architecture}, mixed: skipped, this CPU has no bfloat16 "
-                          f"hardware (see the comparison above)")
-                    continue
-                rate = ours_runner(images, args.steps, config, setting)[0]()
-                print(f"ours, default params, {name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s} "
-                      f"{precision:7s}: {rate:8.0f} images/s = {full / rate:6.1f} s per epoch of {full:,} images")
-    print(f"reproduce: python benchmarks/bench_train.py --steps {args.steps} --rounds {args.rounds}")
+        for model, rate in default_model_rates(args.steps, n_mnist, n_cifar, mixed_too=True).items():
+            print(f"ours, default params, {model}: {rate:8.0f} images/s = {FULL[model.split()[0]] / rate:6.1f} s per "
+                  f"epoch of {FULL[model.split()[0]]:,} images" if rate else f"ours, default params, {model}: skipped, "
+                  f"this CPU has no bfloat16 hardware (see the comparison above)")
+    if args.allocator_rounds:
+        compare_allocators(args.steps, args.allocator_rounds, n_mnist, n_cifar)
+    print(f"reproduce: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     if os.path.abspath(args.backup) in (os.path.abspath(args.out), os.path.abspath(args.history)):
         raise VaelabError(f"--backup {args.backup} must differ from --out and --history")
 
-    start_tensorflow()
+    # The pooled CPU allocator trains conv models faster and the mlp (many small tensors) slower:
+    # benchmarks/bench_train.py --allocator-rounds, README "Benchmarks".
+    start_tensorflow(pooled_allocator=config.architecture != "mlp")
     run_training(data.x_train, data.x_test, config, train, args.out, args.history, args.backup, dataset=args.dataset)
 
 

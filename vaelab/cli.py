@@ -10,7 +10,8 @@ TensorFlow prints a dozen C++ lines when it starts (oneDNN notices, "Could not f
 drivers", and on machines without a GPU an ``E0000 ... failed call to cuInit`` error), most of
 them before its own log settings apply. :func:`start_tensorflow` starts it with those lines
 silenced and logs one line saying which devices it found instead; ``VAELAB_TF_LOGS=1`` shows
-TensorFlow's own lines again.
+TensorFlow's own lines again. It also sets TensorFlow's CPU allocator switch first
+(:data:`POOLED_ALLOCATOR_ENV`), so every stage gets the fast path with nothing to install.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
     from vaelab.params import DatasetParams, Params
 
 TF_LOGS_ENV = "VAELAB_TF_LOGS"
+# TensorFlow's switch for its pooled (best-fit-with-coalescing) CPU allocator, which
+# :func:`start_tensorflow` sets before importing it unless the user has. With malloc, glibc
+# serves every buffer above its mmap threshold (128 kB to 32 MB) with a fresh mmap and unmaps it
+# on free, so each batch of 299-px Inception activations (tens to hundreds of MB) was
+# page-faulted in anew; the pool keeps them. Same values bit for bit. benchmarks/bench_features.py
+# and bench_train.py measure it (README, "Benchmarks").
+POOLED_ALLOCATOR_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 LOG_FORMAT = "%(levelname)s: %(message)s"
 
 log = logging.getLogger("vaelab")
@@ -93,12 +101,14 @@ def _fd2_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def start_tensorflow() -> None:
-    """Import TensorFlow and find its devices, with its C++ start-up lines silenced unless
-    ``VAELAB_TF_LOGS=1``; log which devices it found. Later imports of it are then silent too.
+def start_tensorflow(pooled_allocator: bool = True) -> None:
+    """Import TensorFlow (after :func:`tensorflow_environment` with ``pooled_allocator``) and find
+    its devices, with its C++ start-up lines silenced unless ``VAELAB_TF_LOGS=1``; log which
+    devices it found. Later imports of it are then silent too.
     (A Python error while importing still shows: it is raised after stderr is restored.)"""
     if "tensorflow" in sys.modules:
         return
+    tensorflow_environment(pooled_allocator)
     if os.environ.get(TF_LOGS_ENV) == "1":
         import tensorflow as tf
 
@@ -111,6 +121,13 @@ def start_tensorflow() -> None:
     where = f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "the CPU (no GPU found)"
     log.info("TensorFlow %s runs on %s; set %s=1 to see its own start-up messages", tf.__version__, where,
              TF_LOGS_ENV)
+
+
+def tensorflow_environment(pooled_allocator: bool = True) -> dict[str, str]:
+    """Set :data:`POOLED_ALLOCATOR_ENV` to ``pooled_allocator`` unless the environment sets it
+    already (it takes effect only if TensorFlow is imported afterwards); return the value now in force."""
+    os.environ.setdefault(POOLED_ALLOCATOR_ENV, "true" if pooled_allocator else "false")
+    return {POOLED_ALLOCATOR_ENV: os.environ[POOLED_ALLOCATOR_ENV]}
 
 
 def stage_parser(doc: str, inputs: tuple[str, ...] = (), out: str | None = None) -> argparse.ArgumentParser:

@@ -1,9 +1,8 @@
-"""Features of image sets, streamed: the tf.data pipeline, and their mean, covariance and a sample.
+"""Features of image sets, streamed: batch by batch through the network, and their mean, covariance and a sample.
 
-Images go through a tf.data pipeline: uint8 NHWC batches -> the feature network's own
-preprocessing (:mod:`vaelab.features`) -> prefetch, so the preprocessing of the next batch
-overlaps the forward pass of this one; only one batch of resized images exists at a time (plus
-the prefetch buffer), whatever the number of images. :func:`compute_statistics` merges the
+Images go batch by batch through the feature network's own preprocessing
+(:mod:`vaelab.features`) and its forward pass; only one batch of resized
+images exists at a time, whatever the number of images. :func:`compute_statistics` merges the
 features into float64 running statistics (:class:`~vaelab.fid.RunningStats`) and keeps a
 seeded uniform sample of feature vectors (for KID and precision/recall): memory does not grow
 with the number of images.
@@ -55,8 +54,8 @@ def _rebatch(source: Any, batch_size: int) -> Iterator[np.ndarray]:
         yield np.concatenate(pending) if len(pending) > 1 else pending[0]
 
 
-def _peek(source: Any, batch_size: int) -> tuple[tuple[int, int, int], Iterator[np.ndarray]]:
-    """The image shape (H, W, C) and an iterator over all batches (first one included)."""
+def _nonempty(source: Any, batch_size: int) -> Iterator[np.ndarray]:
+    """All batches of :func:`_rebatch`; an empty image set fails here, before any TensorFlow work."""
     batches = _rebatch(source, batch_size)
     try:
         first = next(batches)
@@ -67,7 +66,7 @@ def _peek(source: Any, batch_size: int) -> tuple[tuple[int, int, int], Iterator[
         yield first
         yield from batches
 
-    return tuple(first.shape[1:]), chain()  # type: ignore[return-value]
+    return chain()
 
 
 def compute_activations(source: Any, extractor: FeatureExtractor, batch_size: int = 100, *,
@@ -76,41 +75,28 @@ def compute_activations(source: Any, extractor: FeatureExtractor, batch_size: in
     """Yield float32 (B, dims) features of the images in ``source``, batch by batch.
 
     ``source``: a uint8 array (N, H, W, 1|3) or an iterable of uint8 batches (any sizes; e.g.
-    generated images, produced lazily). The batches flow through a tf.data pipeline
-    (``from_generator`` -> preprocess -> prefetch), so memory does not grow with N. A tqdm bar
+    generated images, produced lazily). Each batch goes through the network's preprocessing and
+    its forward pass (:attr:`FeatureExtractor.embed`), so memory does not grow with N. A tqdm bar
     shows images done and images per second (``total`` defaults to ``len(source)`` for arrays).
-    """
-    import tensorflow as tf
 
+    A plain loop, not a ``tf.data`` pipeline: on a CPU the forward pass already keeps every
+    core busy, so overlapping the next batch's preprocessing gains nothing, and TensorFlow's
+    ``from_generator`` sets glibc's ``M_TRIM_THRESHOLD`` to 128 kB for the whole process,
+    which hands freed memory back to the system at once (``benchmarks/bench_features.py``).
+    """
     if batch_size < 1:
         raise VaelabError(f"fid.batch_size = {batch_size} is invalid; allowed: an integer >= 1")
     if total is None and isinstance(source, np.ndarray):
         total = len(source)
-    shape, batches = _peek(source, batch_size)
-    # An exception inside from_generator's generator surfaces as an opaque TF error; keep the
-    # original and re-raise it after the loop.
-    failures: list[BaseException] = []
-
-    def generate() -> Iterator[np.ndarray]:
-        try:
-            yield from batches
-        except Exception as error:  # re-raised below, unchanged
-            failures.append(error)
-
-    dataset = tf.data.Dataset.from_generator(
-        generate, output_signature=tf.TensorSpec((None, *shape), tf.uint8))
-    dataset = dataset.map(extractor.preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    batches = _nonempty(source, batch_size)
 
     from tqdm.auto import tqdm
 
     with tqdm(total=total, unit="img", desc=description, disable=not progress, mininterval=1.0) as bar:
-        for images in dataset:
-            features = np.asarray(extractor.forward(images), dtype=np.float32)
+        for images in batches:
+            features = np.asarray(extractor.embed(images), dtype=np.float32)
             bar.update(len(features))
             yield features
-    if failures:
-        raise failures[0]
 
 
 @dataclass(frozen=True)

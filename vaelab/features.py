@@ -22,6 +22,7 @@ TensorFlow and Keras are imported inside the functions that need them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -29,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from vaelab.errors import VaelabError
+from vaelab.inception_weights import keras_cache_dir
 from vaelab.params import FID_NETWORKS, fid_settings_problem
 
 FEATURE_DIMS = 2048
@@ -56,6 +58,16 @@ class FeatureExtractor:
     dims: int
     metadata: dict[str, Any]
     model: Any = None  # the Keras model behind ``forward``, when there is one
+
+    @functools.cached_property
+    def embed(self) -> Callable[[Any], Any]:
+        """uint8 (B, H, W, 1|3) -> float32 (B, dims): ``preprocess`` (traced once per input shape)
+        then ``forward``. Two traced functions, not one, so that no graph optimisation reaches
+        across them: the features are those of preprocessing and network run apart."""
+        import tensorflow as tf
+
+        preprocess = tf.function(self.preprocess, reduce_retracing=True)
+        return lambda images: self.forward(preprocess(images))
 
 
 def feature_metadata(network: str, weights: str, preprocessing: str, precision: str, image_size: int,
@@ -110,19 +122,6 @@ def network_metadata(weights: NetworkWeights, image_size: int, precision: str) -
     return feature_metadata(weights.network, weights.label, preprocessing, precision, image_size, FEATURE_DIMS)
 
 
-def keras_cache_dir() -> str:
-    """The folder Keras' ``get_file`` caches into: ``$KERAS_HOME`` or ``~/.keras`` (Keras' rule)."""
-    home = os.environ.get("KERAS_HOME")
-    if home:
-        return home
-    try:
-        from keras.src.backend import config as keras_config  # private, but it is Keras' own answer
-
-        return keras_config.keras_home()
-    except (ImportError, AttributeError):
-        return os.path.join(os.path.expanduser("~"), ".keras")
-
-
 def fetch_imagenet_weights() -> str:
     """Path of InceptionV3's no-top ImageNet weights, through Keras' cache (and its pinned md5).
 
@@ -146,7 +145,7 @@ def fetch_imagenet_weights() -> str:
         ) from None
 
 
-def _randomise_inception(model: Any, seed: int) -> None:
+def he_normal_convolutions(model: Any, seed: int) -> None:
     """Give every convolution He-normal weights drawn by numpy from ``seed`` (He et al. 2015).
 
     Deterministic whatever else the process did with Keras' global RNG. Keras' default
@@ -208,7 +207,7 @@ def build_feature_extractor(network: str = "inception2015", image_size: int = 29
         if network == "keras_imagenet":
             model.load_weights(weights.source)
         else:
-            _randomise_inception(model, weights.source)
+            he_normal_convolutions(model, weights.source)
 
         def preprocess_fn(batch: Any) -> Any:
             return preprocess_keras(batch, image_size)
