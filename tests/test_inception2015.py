@@ -16,7 +16,7 @@ from vaelab import inception2015
 from vaelab.errors import VaelabError
 from vaelab import inception_weights
 from vaelab.feature_stats import compute_activations
-from vaelab.features import build_feature_extractor, find_weights, network_metadata
+from vaelab.features import build_feature_extractor, find_weights, he_normal_convolutions, network_metadata
 from vaelab.inception2015 import ARCHITECTURE, Conv, conv_layers, preprocess, resize_bilinear_tf1
 from vaelab.inception_weights import (HELPER_WEIGHTS, NVIDIA_WEIGHTS, WEIGHTS_ENV, load_weights, locate_weights,
                                       read_weights_file, weights_from_archive)
@@ -198,7 +198,8 @@ def test_wrong_image_size_is_refused_before_anything_is_built():
 
 
 def test_network_wiring_with_random_weights():
-    model = inception2015.build_network(None, seed=1)
+    model = inception2015.build_network(None)
+    he_normal_convolutions(model, seed=1)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)
     features = np.asarray(model(x, training=False))
     assert features.shape == (2, 2048) and features.dtype == np.float32 and np.all(np.isfinite(features))

@@ -97,3 +97,17 @@ def test_missing_and_malformed_files(tmp_path: Path):
     bad.write_text("latent_dim: [1,\n")
     with pytest.raises(VaelabError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:
+    """`learning_rate: 1e-4`, as a user types it and as DVC (YAML 1.2) reads it, is a number; PyYAML's
+    YAML 1.1 alone would read the string '1e-4' and refuse it."""
+    text = (PROJECT_ROOT / "params.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-4")
+    assert "learning_rate: 1e-4" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("beta: 1.0 ", "beta: 5E-1 "))
+    params = load_params(path)
+    assert params.learning_rate == 1e-4 and params.beta == 0.5
+    path.write_text(text.replace("learning_rate: 1e-4", "learning_rate: 1e"))
+    with pytest.raises(VaelabError, match=r"learning_rate = '1e' is invalid"):
+        load_params(path)

@@ -29,60 +29,57 @@ from vaelab.train_outputs import HISTORY_COLUMNS
 STATE_FILE = "state.json"
 
 
-class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that also keeps the history rows and progress frames, writes each
-    file atomically (a crash mid-save leaves the previous complete backup) and refuses a
-    backup made with other settings (``fingerprint``)."""
+class ResumableBackup(keras.callbacks.Callback):
+    """After every epoch, back up the weights (with the optimizer's state), the random
+    generators' states, the history rows and the progress frames; each file is written
+    atomically, so a crash mid-save leaves the previous complete backup. Resuming is
+    :func:`restore_backup` before ``fit(..., initial_epoch=...)``: public Keras API only."""
 
     def __init__(self, backup_dir: Path, fingerprint: str, recorder: Any):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
-        self.fingerprint, self.recorder = fingerprint, recorder
+        super().__init__()
+        self.backup_dir, self.fingerprint, self.recorder = Path(backup_dir), fingerprint, recorder
 
-    def _save_model(self):
-        folder = Path(self.backup_dir)
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        folder = self.backup_dir
         folder.mkdir(parents=True, exist_ok=True)
-        epoch = self._current_epoch
-        weights = f"epoch-{epoch:05d}.weights.h5"
-        extras = f"epoch-{epoch:05d}.npz"
+        done = epoch + 1  # epochs completed
+        weights = f"epoch-{done:05d}.weights.h5"
+        extras = f"epoch-{done:05d}.npz"
         self.model.save_weights(folder / weights, overwrite=True)
         with open(folder / f".{extras}", "wb") as handle:
             np.savez(handle, rows=np.array([[r[k] for k in HISTORY_COLUMNS] for r in self.recorder.rows]),
                      frames=np.stack(self.recorder.frames),
-                     seed_states=np.array([np.asarray(g.state) for g in seed_generators(self.model)]))
+                     seed_states=np.array([np.asarray(v) for v in seed_states(self.model)]))
         os.replace(folder / f".{extras}", folder / extras)
-        state = {"epoch": epoch, "weights": weights, "extras": extras, "fingerprint": self.fingerprint}
+        state = {"epoch": done, "weights": weights, "extras": extras, "fingerprint": self.fingerprint}
         (folder / f".{STATE_FILE}").write_text(json.dumps(state))
         os.replace(folder / f".{STATE_FILE}", folder / STATE_FILE)  # the commit point
         for old in folder.glob("epoch-*"):
             if old.name not in (weights, extras):
                 old.unlink()
 
-    def _load_model(self):
-        state = read_backup(Path(self.backup_dir), self.fingerprint)
-        if state is None:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(Path(self.backup_dir) / state["weights"])
-        # Keras' weights files leave out the random generators' states (the VAE's noise,
-        # dropout): restore them too, or the resumed run draws other numbers.
-        generators = seed_generators(self.model)
-        if len(generators) != len(state["seed_states"]):
-            raise RuntimeError("backup and model disagree on the number of random generators")
-        for generator, value in zip(generators, state["seed_states"]):
-            generator.state.assign(value)
-        self.model._initial_epoch = state["epoch"]
+
+def restore_backup(model: Any, backup_dir: Path, state: dict[str, Any]) -> None:
+    """Load the backup ``state`` (from :func:`read_backup`) into the compiled ``model``: weights,
+    the optimizer's moments and step, and the random generators' states."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(Path(backup_dir) / state["weights"])
+    # Keras' weights files leave out the random generators' states (the VAE's noise,
+    # dropout): restore them too, or the resumed run draws other numbers.
+    states = seed_states(model)
+    if len(states) != len(state["seed_states"]):
+        raise RuntimeError("backup and model disagree on the number of random generators")
+    for variable, value in zip(states, state["seed_states"]):
+        variable.assign(value)
 
 
-def seed_generators(model) -> list[Any]:
-    """Every keras.random.SeedGenerator of ``model``'s layers, in a fixed order."""
-    found = []
-    for layer in model._flatten_layers(include_self=True):
-        for name in sorted(vars(layer)):
-            value = vars(layer)[name]
-            if isinstance(value, keras.random.SeedGenerator) and not any(value is g for g in found):
-                found.append(value)
-    return found
+def seed_states(model: Any) -> list[Any]:
+    """The state variables of every ``keras.random.SeedGenerator`` of ``model``, in a fixed order:
+    the model's variables that are not weights (Keras' ``Layer.variables`` is the weights plus
+    the seed generators' states)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def fingerprint(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train: Any) -> str:

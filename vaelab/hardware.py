@@ -15,10 +15,9 @@ from pathlib import Path
 def mixed_precision_policy(mixed_precision: bool, on_gpu: bool | None = None) -> str | None:
     """The Keras dtype policy of the hidden layers: None (float32) unless ``mixed_precision``;
     then "mixed_float16" on a GPU (tensor cores; Adam gets loss scaling) and "mixed_bfloat16"
-    on a CPU, the one 16-bit type CPUs have hardware for (AMX, AVX512-BF16). Measured on 2
-    cores: a Xeon with AMX ran 1.44x the float32 speed for the CIFAR-10 conv VAE and 1.1x for
-    the MNIST mlp; an AVX2-only EPYC, which emulates it, 0.5x (mlp) and 0.1x (conv), so
-    :func:`vaelab.training.train_vae` warns on such CPUs. ``on_gpu``: default, whether TensorFlow sees a GPU."""
+    on a CPU, the one 16-bit type CPUs have hardware for (AMX, AVX512-BF16); CPUs without it
+    emulate bfloat16 far slower than float32 (README, "On a GPU"), so
+    :func:`vaelab.training.train_vae` warns on them. ``on_gpu``: default, whether TensorFlow sees a GPU."""
     if not mixed_precision:
         return None
     if on_gpu is None:
@@ -46,7 +45,7 @@ def cpu_has_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
 
 def bfloat16_is_emulated(mixed_precision: bool) -> bool:
     """Whether ``mixed_precision`` means bfloat16 on a CPU known to lack bfloat16 hardware
-    (measured 2x (mlp) to 10x (conv) slower than float32 there)."""
+    (emulated there, and slower than float32: ``benchmarks/bench_train.py``)."""
     return mixed_precision_policy(mixed_precision) == "mixed_bfloat16" and cpu_has_bfloat16() is False
 
 

@@ -189,11 +189,12 @@ def preprocess(batch: Any) -> Any:
 
 # --- The Keras network ------------------------------------------------------------------------
 
-def build_network(weights: dict[str, dict[str, np.ndarray]] | None, dtype: str = "float32", seed: int = 0):
+def build_network(weights: dict[str, dict[str, np.ndarray]] | None, dtype: str = "float32"):
     """The 2015 graph as a functional Keras model: float32 (B, 299, 299, 3) in [-1, 1] -> (B, 2048).
 
-    ``weights``: per-conv tensors (:func:`vaelab.inception_weights.weights_from_archive`), or None for He-normal random
-    kernels drawn from ``seed`` (tests of the wiring). ``dtype``: a Keras dtype policy for the
+    ``weights``: per-conv tensors (:func:`vaelab.inception_weights.weights_from_archive`), or None
+    to keep Keras' initial values (tests of the wiring give it random kernels with
+    :func:`vaelab.features.he_normal_convolutions`). ``dtype``: a Keras dtype policy for the
     layers ("float32", or "mixed_bfloat16": bfloat16 compute, float32 weights); the features
     are always float32. A kernel whose input channels do not fit the graph is a
     :class:`VaelabError` naming the layer.
@@ -201,7 +202,6 @@ def build_network(weights: dict[str, dict[str, np.ndarray]] | None, dtype: str =
     import keras
     from keras import layers
 
-    rng = np.random.default_rng(seed)
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="input")
     x = inputs
     for block in ARCHITECTURE:
@@ -217,21 +217,16 @@ def build_network(weights: dict[str, dict[str, np.ndarray]] | None, dtype: str =
                                  name=name)
             norm = layers.BatchNormalization(epsilon=BN_EPSILON, scale=False, dtype=dtype, name=f"{name}.bn")
             outputs[op.name] = layers.ReLU(dtype=dtype, name=f"{name}.relu")(norm(conv(source)))
-            _set_conv_weights(conv, norm, weights[name] if weights is not None else None, name, rng)
+            if weights is not None:
+                _set_conv_weights(conv, norm, weights[name], name)
         parts = [outputs[name] for name in block.outputs]
         x = parts[0] if len(parts) == 1 else layers.Concatenate(axis=-1, dtype=dtype, name=block.name)(parts)
     features = layers.GlobalAveragePooling2D(dtype="float32", name="pool_3")(x)
     return keras.Model(inputs, features, name="inception_2015")
 
 
-def _set_conv_weights(conv: Any, norm: Any, tensors: dict[str, np.ndarray] | None, name: str,
-                      rng: np.random.Generator) -> None:
-    kh, kw, c_in, c_out = (int(s) for s in conv.kernel.shape)
-    if tensors is None:
-        fan_in = kh * kw * c_in
-        conv.kernel.assign(rng.standard_normal((kh, kw, c_in, c_out), dtype=np.float32)
-                           * np.float32(np.sqrt(2.0 / fan_in)))
-        return
+def _set_conv_weights(conv: Any, norm: Any, tensors: dict[str, np.ndarray], name: str) -> None:
+    c_in = int(conv.kernel.shape[2])
     kernel = tensors["weight"]
     if kernel.shape[1] != c_in:
         raise VaelabError(f"layers.{name}.weight takes {kernel.shape[1]} input channels, the graph gives it {c_in}")

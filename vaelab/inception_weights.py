@@ -106,11 +106,19 @@ def read_weights_file(path: str | Path) -> WeightsFile:
     return WeightsFile(path=path, data=data, known=_identify(data, path))
 
 
+def keras_cache_dir() -> str:
+    """The folder Keras' ``get_file`` caches into, by Keras' own rule: ``$KERAS_HOME``, else
+    ``~/.keras``, else ``/tmp/.keras`` where the home folder is not writable."""
+    home = os.environ.get("KERAS_HOME")
+    if home:
+        return home
+    base = os.path.expanduser("~")
+    return os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+
+
 def weights_cache_dir() -> Path:
     """Keras' model cache, where the weights are looked for and downloaded to: ``$KERAS_HOME/models``
     or ``~/.keras/models``."""
-    from vaelab.features import keras_cache_dir
-
     return Path(keras_cache_dir()) / "models"
 
 

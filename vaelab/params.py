@@ -9,6 +9,7 @@ the defaults are the dataclass fields' own, and the allowed keys of each section
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -58,7 +59,7 @@ class ConvParams:
 class FidParams:
     network: str = "inception2015"
     num_samples: int = 10000
-    batch_size: int = 50  # 100 peaked at 4.15 GB in a full-size CIFAR-10 evaluate (bench_pipeline)
+    batch_size: int = 50  # the 299-px activations dominate memory: README, "What a run costs"
     image_size: int = FID_NATIVE_SIZE
     precision: str = "float32"
 
@@ -305,6 +306,23 @@ def parse_params(raw: Any) -> Params:
     )
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 (and DVC, which writes params.yaml with
+    ruamel.yaml) does: ``1e-4`` is a float, where YAML 1.1 wants ``1.0e-4`` and reads ``1e-4``
+    as a string."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse ``text`` as :class:`_Yaml12Loader` does (safe: no Python objects)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``path``. Raises :class:`VaelabError` for a missing file, bad YAML or bad values."""
     path = Path(path)
@@ -313,7 +331,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except FileNotFoundError:
         raise VaelabError(f"{path} not found; run from the project root or pass --params") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as error:
         raise VaelabError(f"{path} is not valid YAML ({str(error).splitlines()[0]}); fix its syntax") from None
     return parse_params(raw)

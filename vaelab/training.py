@@ -40,10 +40,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """How to train (Adam, one seed for everything random).
 
-    jit_compile: compile the train/test steps with XLA. Off: on CPUs it measured 0.7x (mlp)
-    and 0.55x (conv) the speed of TensorFlow's oneDNN kernels on a Xeon, and 0.32x (conv) on
-    a Zen 4 EPYC (benchmarks/bench_train.py); Keras' default ("auto") turns XLA off under op
-    determinism, which reproducibility needs. mixed_precision: 16-bit compute with float32
+    jit_compile: compile the train/test steps with XLA. Off: on CPUs it ran slower than
+    TensorFlow's oneDNN kernels (benchmarks/bench_train.py), and Keras' default ("auto") turns
+    XLA off under op determinism, which reproducibility needs. mixed_precision: 16-bit compute with float32
     weights and outputs, see :func:`vaelab.hardware.mixed_precision_policy`.
     """
 
@@ -158,7 +157,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     import keras
     import tensorflow as tf
 
-    from vaelab.backup import ResumableBackup, check_backup_dir, fingerprint, read_backup
+    from vaelab.backup import ResumableBackup, check_backup_dir, fingerprint, read_backup, restore_backup
     from vaelab.hardware import bfloat16_is_emulated, distribution_strategy
     from vaelab.vae_model import EpochRecorder, build_vae
 
@@ -181,13 +180,15 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
 
     if bfloat16_is_emulated(train.mixed_precision):
         log.warning("train %s: mixed_precision on this CPU means bfloat16 without hardware support (no AMX or "
-                    "AVX512-BF16), measured 2x (mlp) to 10x (conv) slower than float32; set mixed_precision: false "
+                    "AVX512-BF16), which runs slower than float32 (README: On a GPU); set mixed_precision: false "
                     "in params.yaml", dataset)
     strategy = strategy or distribution_strategy()
     with strategy.scope():
         model = build_vae(config, train)
     recorder = EpochRecorder(dataset, latents, config.likelihood, rows, frames)
     backup = ResumableBackup(backup_dir, run_fingerprint, recorder)
+    if state:
+        restore_backup(model, backup_dir, state)
 
     if start_epoch < train.epochs:
         if verbose is None:
@@ -196,14 +197,12 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
             train_dataset(x_train, train.batch_size, train.seed, start_epoch, train.epochs),
             steps_per_epoch=len(x_train) // train.batch_size,
             epochs=train.epochs,
+            initial_epoch=start_epoch,
             validation_data=eval_dataset(x_test, train.batch_size),
             callbacks=[recorder, backup, *callbacks],
             shuffle=False,  # the pipeline shuffles, per epoch, from the seed
             verbose=verbose,
         )
-    else:  # a backup of a finished run whose outputs were not written: just restore it
-        backup.set_model(model)
-        backup.on_train_begin()
     if len(rows) != train.epochs:
         raise RuntimeError(f"expected {train.epochs} epochs of history, got {len(rows)}")
     return TrainResult(
