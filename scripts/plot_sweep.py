@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from vaelab.cli import run_cli
-from vaelab.errors import VaelabError
+from vaelab.core.cli import run_cli
+from vaelab.core.errors import VaelabError
 
 
 def _states(records: list[dict[str, Any]], executor_state: str | None = None) -> Iterator[tuple[dict[str, Any], str | None]]:

@@ -4,22 +4,31 @@
 
 Environment: ``VAELAB_DATA_MIRROR`` (a local folder to copy the files from instead of the
 network) and ``VAELAB_SOURCES`` (a replacement source table, for tests); see
-:mod:`vaelab.download`.
+:mod:`vaelab.data.download`.
 """
 
 from __future__ import annotations
 
-from vaelab.cli import run_cli, stage_params, stage_parser, stage_source_table
+import logging
+
+from vaelab.core.cli import run_cli, stage_params, stage_parser
+
+log = logging.getLogger("vaelab")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__, out="folder to hold the raw files (data/raw/<dataset>)")
     args = parser.parse_args(argv)
 
-    from vaelab.download import download_dataset
+    from vaelab.data.download import download_dataset
+    from vaelab.data.kinds import load_source_table, sources_override_warning
+    from vaelab.data.params import data_params
 
-    _, dataset = stage_params(args)
-    download_dataset(stage_source_table()[dataset.kind], args.out, path=dataset.path)
+    data = data_params(stage_params(args), args.dataset)
+    warning = sources_override_warning()  # VAELAB_SOURCES replaces the canonical table: say so loudly
+    if warning:
+        log.warning("%s", warning)
+    download_dataset(load_source_table()[data.kind], args.out, path=data.path)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ reconstructions, test ELBO, active units.
     python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
         --density models/mnist.gmm.npz --reference data/reference/mnist.npz --out metrics/mnist.json
 
-Writes flat JSON metrics (see :func:`vaelab.evaluation.evaluate`) for `dvc metrics`.
+Writes flat JSON metrics (see :func:`vaelab.fid.evaluation.evaluate`) for `dvc metrics`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
-from vaelab.errors import VaelabError
+from vaelab.core.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.core.errors import VaelabError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,11 +23,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params, _ = stage_params(args)
-    fid = params.fid
+    raw = stage_params(args)
 
-    from vaelab.evaluation import check_reference, evaluate, load_reference, write_metrics
-    from vaelab.features import build_feature_extractor, find_weights, network_metadata
+    from vaelab.core.params import shared_params
+    from vaelab.fid.params import fid_params
+
+    params, fid = shared_params(raw), fid_params(raw)
+    from vaelab.fid.evaluation import evaluate, write_metrics
+    from vaelab.fid.reference import check_reference, load_reference
+    from vaelab.fid.features import build_feature_extractor, find_weights, network_metadata
 
     # Cheap checks first: missing weights or mismatched reference statistics fail before any
     # network is built.
@@ -35,11 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     weights = find_weights(fid.network, params.seed)
     check_reference(reference, network_metadata(weights, fid.image_size, fid.precision), args.reference)
 
-    from vaelab import models
-    from vaelab.data import load_prepared
-    from vaelab.density import load_density, sample_density
-    from vaelab.losses import elbo_terms
-    from vaelab.train_outputs import load_vae
+    from vaelab.model import networks
+    from vaelab.core.prepared import load_prepared
+    from vaelab.model.density import load_density, sample_density
+    from vaelab.model.losses import elbo_terms
+    from vaelab.model.outputs import load_vae
 
     density = load_density(args.density)
     data = load_prepared(args.data)
@@ -55,21 +59,21 @@ def main(argv: list[str] | None = None) -> None:
                           f"{vae.config.latent_dim}-d; re-run `dvc repro fit_density@{args.dataset}`")
     extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
     # All latent points at once: (num_samples, latent_dim) floats are small; their images are not.
-    latents = {"prior": models.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed),
+    latents = {"prior": networks.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed),
                "gmm": sample_density(density, fid.num_samples, params.seed)}
     batch = params.batch_size
 
     def sampler(z):
-        return lambda start, count: models.decode_uint8(vae, z[start:start + count], batch)
+        return lambda start, count: networks.decode_uint8(vae, z[start:start + count], batch)
 
     metrics = evaluate(
         samplers={name: sampler(z) for name, z in latents.items()},
         num_samples=fid.num_samples,
-        reconstruct_batch=lambda images: models.reconstruct_uint8(vae, images, batch),
+        reconstruct_batch=lambda images: networks.reconstruct_uint8(vae, images, batch),
         test_images=data.x_test,
         # beta=1: report the true ELBO whatever beta training used.
         elbo=lambda images: elbo_terms(vae, images, seed=params.seed, beta=1.0, batch_size=batch),
-        encode_mean=lambda images: models.encode_mean(vae, images, batch),
+        encode_mean=lambda images: networks.encode_mean(vae, images, batch),
         reference=reference, extractor=extractor, batch_size=fid.batch_size, seed=params.seed,
     )
     write_metrics(metrics, args.out)

@@ -14,41 +14,44 @@ from __future__ import annotations
 
 import logging
 
-from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.core.cli import run_cli, stage_params, stage_parser, start_tensorflow
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__, ("data", "models", "density", "history"), out="folder of figures to write")
     args = parser.parse_args(argv)
 
-    from vaelab.data import load_prepared
-    from vaelab.density import load_density, sample_density
-    from vaelab.figure_table import FigureSettings, ModelFunctions, make_figures
-    from vaelab.io import atomic_path
-    from vaelab.train_outputs import load_progress, load_vae, read_history
+    from vaelab.core.io import atomic_path
+    from vaelab.core.params import shared_params
+    from vaelab.core.prepared import load_prepared
+    from vaelab.figures.params import plot_params
+    from vaelab.figures.table import FigureSettings, ModelFunctions, make_figures
+    from vaelab.model.density import load_density, sample_density
+    from vaelab.model.outputs import load_progress, load_vae, read_history
 
-    params, _ = stage_params(args)
+    raw = stage_params(args)
+    params, plots = shared_params(raw), plot_params(raw)
     data = load_prepared(args.data)
     history = read_history(args.history)
     progress = load_progress(args.models)
     density = load_density(args.density)
 
     # TensorFlow only once every cheap input has been checked.
-    from vaelab import models
+    from vaelab.model import networks
 
     start_tensorflow()
     vae = load_vae(args.models)
     latent_dim = vae.config.latent_dim
     model = ModelFunctions(
         latent_dim=latent_dim,
-        encode=lambda images: models.encode_mean(vae, images),
-        decode=lambda z: models.decode_uint8(vae, z),
-        sample_prior=lambda n: models.sample_prior(latent_dim, n, params.seed),
+        encode=lambda images: networks.encode_mean(vae, images),
+        decode=lambda z: networks.decode_uint8(vae, z),
+        sample_prior=lambda n: networks.sample_prior(latent_dim, n, params.seed),
         sample_density=lambda n: sample_density(density, n, params.seed),
         density_label=f"{density.components}-component Gaussian mixture fitted to mu(x)",
     )
-    settings = FigureSettings(seed=params.seed, num_latent_points=params.plots.num_latent_points,
-                              tsne=params.plots.tsne, progress_bar=True)
+    settings = FigureSettings(seed=params.seed, num_latent_points=plots.num_latent_points,
+                              tsne=plots.tsne, progress_bar=True)
     with atomic_path(args.out) as tmp:
         tmp.mkdir()
         written = make_figures(tmp, data, history, progress, model, settings, name=args.dataset)

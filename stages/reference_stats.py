@@ -4,7 +4,7 @@
         --out data/reference/mnist.npz
 
 Depends only on the prepared data and the FID params (network, image size, precision, and the
-seed, which picks the random network's weights and the KID sample). Output: see :func:`vaelab.evaluation.save_reference`.
+seed, which picks the random network's weights and the KID sample). Output: see :func:`vaelab.fid.evaluation.save_reference`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.core.cli import run_cli, stage_params, stage_parser, start_tensorflow
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,14 +21,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params, _ = stage_params(args)
+    raw = stage_params(args)
 
-    from vaelab.data import load_prepared
-    from vaelab.evaluation import compute_reference, save_reference
-    from vaelab.features import build_feature_extractor, find_weights
+    from vaelab.core.params import shared_params
+    from vaelab.core.prepared import load_prepared
+    from vaelab.fid.features import build_feature_extractor, find_weights
+    from vaelab.fid.params import fid_params
+    from vaelab.fid.reference import compute_reference, save_reference
 
+    params, fid = shared_params(raw), fid_params(raw)
     data = load_prepared(args.data)
-    fid = params.fid
     weights = find_weights(fid.network, params.seed)  # a missing weights file fails before TensorFlow starts
     start_tensorflow()
     extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from vaelab.cli import run_cli, stage_params, stage_parser, start_tensorflow
-from vaelab.errors import VaelabError
+from vaelab.core.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.core.errors import VaelabError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,16 +21,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backup", required=True, help="folder for the per-epoch backup (resume)")
     args = parser.parse_args(argv)
 
-    from vaelab.data import load_prepared
-    from vaelab.models import arch_config
-    from vaelab.training import check_training_inputs, run_training, train_config
+    from vaelab.core.params import shared_params
+    from vaelab.core.prepared import load_prepared
+    from vaelab.model.networks import arch_config
+    from vaelab.model.params import model_params
+    from vaelab.training.loop import check_training_inputs, run_training, train_config
+    from vaelab.training.params import train_params
 
-    params, dataset = stage_params(args)
-    train = train_config(params)
+    raw = stage_params(args)
+    train = train_config(shared_params(raw), train_params(raw))
+    model = model_params(raw, args.dataset)
     data = load_prepared(args.data)
     # Every check that can fail runs before TensorFlow is even imported.
     check_training_inputs(train, len(data.x_train), len(data.x_test), args.dataset)
-    config = arch_config(params, dataset, data.image_shape)
+    config = arch_config(model, data.image_shape)
     if os.path.abspath(args.backup) in (os.path.abspath(args.out), os.path.abspath(args.history)):
         raise VaelabError(f"--backup {args.backup} must differ from --out and --history")
 

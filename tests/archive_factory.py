@@ -1,6 +1,6 @@
 """Write tiny datasets in the exact canonical file formats, for tests (no network).
 
-File names, archive layouts and class names come from the registry, :mod:`vaelab.kinds`.
+File names, archive layouts and class names come from the registry, :mod:`vaelab.data.kinds`.
 
 Every ``write_*`` function writes into ``folder`` (created if needed) and returns the paths
 it wrote, which :func:`write_source_table` turns into a ``VAELAB_SOURCES`` table holding
@@ -23,9 +23,9 @@ from typing import Iterable, Mapping
 import numpy as np
 from PIL import Image
 
-from vaelab.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_file, write_idx_dataset
-from vaelab.download import file_digest, local_source
-from vaelab.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
+from vaelab.data.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_file, write_idx_dataset
+from vaelab.data.download import file_digest, local_source
+from vaelab.data.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
 
 MNIST_FILES = (*IDX_TRAIN, *IDX_TEST)
 # Caltech-like classes and the flat colour every image of the class has (the grayscale class
@@ -83,7 +83,7 @@ def cifar10_arrays(n_per_batch: int, n_test: int, seed: int = 0) -> dict[str, np
 
 def write_cifar10(folder: str | Path, n_per_batch: int = 4, n_test: int = 6, seed: int = 0,
                   class_names: tuple[str, ...] | None = None) -> list[Path]:
-    """``cifar-10-binary.tar.gz`` with the real layout (:func:`vaelab.dataset_files.write_cifar10_dataset`)
+    """``cifar-10-binary.tar.gz`` with the real layout (:func:`vaelab.data.dataset_files.write_cifar10_dataset`)
     of :func:`cifar10_arrays`."""
     arrays = cifar10_arrays(n_per_batch, n_test, seed)
     return [write_cifar10_dataset(folder, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 
 from tests import archive_factory
-from vaelab import archives
-from vaelab.errors import VaelabError
+from vaelab.data import archives
+from vaelab.core.errors import VaelabError
 
 
 def _tar_gz(path, members):

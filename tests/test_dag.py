@@ -21,7 +21,7 @@ PACKAGES = ("vaelab", "stages")
 
 
 def module_file(name: str) -> Path | None:
-    """The project file of module ``name`` (``vaelab.models`` -> vaelab/models.py), None outside the project."""
+    """The project file of module ``name`` (``vaelab.model.networks`` -> vaelab/model/networks.py), None outside the project."""
     if name.split(".")[0] not in PACKAGES:
         return None
     base = PROJECT_ROOT.joinpath(*name.split("."))
@@ -38,7 +38,7 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Modules ``path`` imports anywhere (``from vaelab import models`` -> vaelab.models)."""
+    """Modules ``path`` imports anywhere (``from vaelab import models`` -> vaelab.model.networks)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -105,13 +105,45 @@ def test_stage_code_deps_are_its_import_closure(stage):
 def test_the_closure_follows_function_level_imports_and_skips_type_checking(tmp_path):
     # cli.py imports params only inside a function, and kinds/params only for type hints.
     closure = import_closure(PROJECT_ROOT / "stages" / "download.py")
-    assert {"vaelab/cli.py", "vaelab/params.py", "vaelab/kinds.py", "vaelab/download.py"} <= closure
-    assert "vaelab/models.py" not in closure and "vaelab/features.py" not in closure
-    assert "vaelab/__init__.py" not in closure  # a docstring only
+    assert {"vaelab/core/cli.py", "vaelab/core/params.py", "vaelab/data/kinds.py", "vaelab/data/download.py"} <= closure
+    assert "vaelab/model/networks.py" not in closure and "vaelab/fid/features.py" not in closure
+    assert "vaelab/__init__.py" not in closure and "vaelab/data/__init__.py" not in closure  # docstrings only
 
 
 def test_the_loss_curve_plot_lists_the_history_columns():
-    from vaelab.train_outputs import HISTORY_COLUMNS
+    from vaelab.model.outputs import HISTORY_COLUMNS
 
     plot = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["plots"][0]["plots"]
     assert plot["x"] == HISTORY_COLUMNS[0] and sorted(plot["y"]) == sorted(HISTORY_COLUMNS[1:])
+
+
+# The phases each stage may import: the package boundaries are the cache boundaries, so a change
+# to one phase's code re-runs only the stages of that phase and after it.
+ALLOWED_PACKAGES = {
+    "download": {"core", "data"},
+    "preprocess": {"core", "data"},
+    "train": {"core", "model", "training"},
+    "fit_density": {"core", "model"},
+    "reference_stats": {"core", "fid"},
+    "evaluate": {"core", "model", "fid"},
+    "plot": {"core", "model", "figures"},
+}
+
+
+@pytest.mark.parametrize("stage", sorted(ALLOWED_PACKAGES))
+def test_stages_import_only_their_phases(stage):
+    closure = import_closure(PROJECT_ROOT / "stages" / f"{stage}.py")
+    packages = {Path(path).parts[1] for path in closure if path.startswith("vaelab/")}
+    assert packages <= ALLOWED_PACKAGES[stage], f"{stage} imports {sorted(packages - ALLOWED_PACKAGES[stage])}"
+    assert not any(Path(path).parent == PROJECT_ROOT / "vaelab" or path.count("/") == 1 and path.startswith("vaelab/")
+                   for path in closure), f"{stage} imports a module outside the phase packages"
+
+
+def test_a_model_knob_is_no_dep_of_the_data_or_fid_stages():
+    # The schema of the model's knobs is imported by training alone: a new model setting
+    # re-runs neither the data stages nor the reference statistics, nor evaluate and plot
+    # (which read the saved architecture, not the params).
+    for stage in ("download", "preprocess", "reference_stats", "fit_density", "evaluate", "plot"):
+        closure = import_closure(PROJECT_ROOT / "stages" / f"{stage}.py")
+        assert "vaelab/model/params.py" not in closure and "vaelab/training/params.py" not in closure, stage
+    assert "vaelab/model/params.py" in import_closure(PROJECT_ROOT / "stages" / "train.py")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaelab.data import PreparedData, load_prepared, save_prepared
-from vaelab.errors import VaelabError
-from vaelab.io import atomic_path
+from vaelab.core.prepared import PreparedData, load_prepared, save_prepared
+from vaelab.core.errors import VaelabError
+from vaelab.core.io import atomic_path
 
 
 def _tiny() -> PreparedData:

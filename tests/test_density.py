@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaelab.density import GaussianMixtureDensity, fit_density, load_density, sample_density, save_density
-from vaelab.errors import VaelabError
+from vaelab.model.density import GaussianMixtureDensity, fit_density, load_density, sample_density, save_density
+from vaelab.core.errors import VaelabError
 
 
 def two_clusters(n: int = 600, seed: int = 0) -> np.ndarray:

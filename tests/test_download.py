@@ -14,9 +14,9 @@ import pytest
 
 from tests import archive_factory
 from tests.conftest import PROJECT_ROOT
-from vaelab import download
-from vaelab.errors import VaelabError
-from vaelab.kinds import KINDS, SourceFile, load_source_table, parse_checksum, save_source_table, sources_override_warning
+from vaelab.data import download
+from vaelab.core.errors import VaelabError
+from vaelab.data.kinds import KINDS, SourceFile, load_source_table, parse_checksum, save_source_table, sources_override_warning
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from vaelab.density import fit_density, save_density
-from vaelab.errors import VaelabError
-from vaelab.evaluation import (
-    active_units, check_reference, compute_reference, evaluate, load_reference,
-    generated_batches, save_reference, write_metrics,
-)
+from vaelab.model.density import fit_density, save_density
+from vaelab.core.errors import VaelabError
+from vaelab.fid.evaluation import active_units, evaluate, generated_batches, write_metrics
+from vaelab.fid.reference import check_reference, compute_reference, load_reference, save_reference
 from tests.stand_in import build_stand_in_extractor
-from vaelab.feature_stats import compute_activations
-from vaelab.fid import frechet_distance
+from vaelab.fid.feature_stats import compute_activations
+from vaelab.fid.distances import frechet_distance
 
 
 def images(n: int, seed: int, size: int = 12) -> np.ndarray:
@@ -188,10 +186,10 @@ TINY = {"tiny": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "li
 @pytest.fixture
 def tiny_stage_inputs(tmp_path, write_params):
     """A prepared dataset of 40 + 40 images, an untrained model folder, its mixture and params."""
-    from vaelab import models
-    from vaelab.data import PreparedData, save_prepared
+    from vaelab.model import networks
+    from vaelab.core.prepared import PreparedData, save_prepared
     from vaelab.params import load_params
-    from vaelab.train_outputs import save_vae
+    from vaelab.model.outputs import save_vae
 
     x = images(80, seed=4, size=28)
     prepared = tmp_path / "prepared" / "tiny.npz"
@@ -199,10 +197,10 @@ def tiny_stage_inputs(tmp_path, write_params):
                                y_test=np.zeros(40, np.int64), class_names=("a",)), prepared)
     params_path = write_params(datasets=TINY, epochs=1, fid={"num_samples": 40, "batch_size": 20})
     params = load_params(params_path)
-    config = models.arch_config(params, params.dataset("tiny"), (28, 28, 1))
+    config = networks.arch_config(params.dataset("tiny").model, (28, 28, 1))
     model_dir = tmp_path / "models" / "tiny"
     model_dir.mkdir(parents=True)
-    save_vae(models.TrainedVae(models.build_encoder(config), models.build_decoder(config), config), model_dir)
+    save_vae(networks.TrainedVae(networks.build_encoder(config), networks.build_decoder(config), config), model_dir)
     density = tmp_path / "models" / "tiny.gmm.npz"
     save_density(fit_density(np.random.default_rng(0).standard_normal((50, 2)), components=3, seed=0), density)
     return {"data": prepared, "models": model_dir, "density": density, "params": params_path}
@@ -273,7 +271,7 @@ def test_reference_stats_stage_missing_data_is_one_clear_error(tmp_path, write_p
 
 @pytest.mark.slow
 def test_tensorflow_start_up_lines_show_only_with_the_switch():
-    code = "from vaelab.cli import setup_logging, start_tensorflow; setup_logging(); start_tensorflow()"
+    code = "from vaelab.core.cli import setup_logging, start_tensorflow; setup_logging(); start_tensorflow()"
 
     def start(**env: str) -> list[str]:
         clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "VAELAB_TF_LOGS")}

@@ -1,5 +1,5 @@
 """The feature networks (the Keras InceptionV3s and their weights) and the streamed feature
-pipeline (:mod:`vaelab.feature_stats`); the 2015 graph has tests of its own."""
+pipeline (:mod:`vaelab.fid.feature_stats`); the 2015 graph has tests of its own."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from tests.stand_in import build_stand_in_extractor
-from vaelab import feature_stats, features
-from vaelab.errors import VaelabError
-from vaelab.feature_stats import compute_activations, compute_statistics
-from vaelab.features import (FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, find_weights,
+from vaelab.fid import feature_stats
+from vaelab.fid import features
+from vaelab.core.errors import VaelabError
+from vaelab.fid.feature_stats import compute_activations, compute_statistics
+from vaelab.fid.features import (FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, find_weights,
                              network_metadata, preprocess_keras)
 
 
@@ -157,7 +158,7 @@ def test_cached_imagenet_weights_path_comes_from_keras_cache(monkeypatch, tmp_pa
 
 @pytest.mark.parametrize("network, size, precision, message", [
     ("imagenet", 299, "float32", "fid.network = 'imagenet' is invalid; allowed: inception2015 | keras_imagenet | random"),
-    ("random", 64, "float32", "fid.image_size = 64 is invalid; allowed: an integer >= 75 (InceptionV3's smallest input)"),
+    ("random", 64, "float32", "fid.image_size = 64 is invalid; allowed: an integer >= 75"),
     ("random", 75, "float16", "fid.precision = 'float16' is invalid; allowed: float32 | bfloat16"),
 ])
 def test_bad_settings_are_one_exact_message(network, size, precision, message):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from vaelab.errors import VaelabError
-from vaelab.fid import FidBiasWarning, RunningStats, frechet_distance, kernel_inception_distance
+from vaelab.core.errors import VaelabError
+from vaelab.fid.distances import FidBiasWarning, RunningStats, frechet_distance, kernel_inception_distance
 
 
 def random_covariance(dims: int, seed: int, rank: int | None = None) -> np.ndarray:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from vaelab import losses
-from vaelab.losses import GAUSSIAN_SIGMA, bernoulli_nll_per_image, gaussian_nll_per_image, kl_per_image
+from vaelab.model import losses
+from vaelab.model.losses import GAUSSIAN_SIGMA, bernoulli_nll_per_image, gaussian_nll_per_image, kl_per_image
 
 
 def test_kl_of_the_prior_is_exactly_zero():
@@ -65,7 +65,7 @@ def test_unknown_likelihood_is_refused():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_terms_bookkeeping(likelihood):
-    from vaelab.models import ArchConfig, TrainedVae, build_decoder, build_encoder
+    from vaelab.model.networks import ArchConfig, TrainedVae, build_decoder, build_encoder
 
     config = ArchConfig((6, 6, 1), latent_dim=2, hidden_dim=8, architecture="mlp", likelihood=likelihood)
     vae = TrainedVae(build_encoder(config), build_decoder(config), config)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-from vaelab.errors import VaelabError
+from vaelab.core.errors import VaelabError
 from vaelab.params import load_params, parse_params
 
 
@@ -21,9 +21,9 @@ def raw() -> dict:
 def test_project_params_are_valid(raw):
     params = parse_params(raw)
     assert set(params.datasets) == {"mnist", "fashion_mnist", "cifar10", "caltech101"}
-    caltech = params.dataset("caltech101")
+    caltech = params.dataset("caltech101").data
     assert (caltech.kind, caltech.image_size, caltech.test_fraction) == ("caltech101", 64, 0.2)
-    assert params.dataset("mnist").architecture == "mlp"
+    assert params.dataset("mnist").model.choice.architecture == "mlp"
     assert params.fid.network == "inception2015" and params.fid.num_samples == 10000
     assert params.fid.precision == "float32" and params.fid.image_size == 299
 
@@ -86,7 +86,7 @@ def test_image_folder_entry(raw):
         "model": {"architecture": "conv"},
     }
     photos = parse_params(raw).dataset("photos")
-    assert (photos.path, photos.image_size, photos.test_fraction, photos.likelihood) == (
+    assert (photos.data.path, photos.data.image_size, photos.data.test_fraction, photos.model.choice.likelihood) == (
         "some/folder", 92, 0.25, "bernoulli")
 
 
@@ -107,7 +107,46 @@ def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(text.replace("beta: 1.0 ", "beta: 5E-1 "))
     params = load_params(path)
-    assert params.learning_rate == 1e-4 and params.beta == 0.5
+    assert params.train.learning_rate == 1e-4 and params.train.beta == 0.5
     path.write_text(text.replace("learning_rate: 1e-4", "learning_rate: 1e"))
     with pytest.raises(VaelabError, match=r"learning_rate = '1e' is invalid"):
         load_params(path)
+
+
+def test_every_top_level_key_has_one_schema():
+    """core.params.TOP_LEVEL_KEYS names each top-level key's phase; each phase's schema declares exactly those."""
+    import dataclasses
+    import importlib
+
+    from vaelab.core.params import TOP_LEVEL_KEYS
+    from vaelab.core.schema import knobs
+
+    declared: dict[str, str] = {}
+    for module_name in set(TOP_LEVEL_KEYS.values()):
+        module = importlib.import_module(module_name)
+        for cls in vars(module).values():
+            if dataclasses.is_dataclass(cls) and isinstance(cls, type) and cls.__module__ == module_name and knobs(cls):
+                top = {"ConvParams": "conv", "GmmParams": "gmm", "FidParams": "fid", "PlotParams": "plots"}
+                names = [top[cls.__name__]] if cls.__name__ in top else list(knobs(cls))
+                if cls.__name__ in ("DataParams", "ModelChoice"):  # datasets.<name>.data / .model
+                    names = ["datasets"]
+                for name in names:
+                    declared.setdefault(name, module_name if name != "datasets" else "vaelab.core.params")
+    assert declared == TOP_LEVEL_KEYS
+
+
+@pytest.mark.parametrize("stage_reads, key, value", [
+    ("data", "latent_dim", 0),  # a model knob: no concern of the data stages
+    ("fid", "epochs", -1),      # a training knob: no concern of the FID stages
+])
+def test_a_phase_checks_only_its_own_sections(raw, stage_reads, key, value):
+    from vaelab.data.params import data_params
+    from vaelab.fid.params import fid_params
+
+    raw[key] = value
+    if stage_reads == "data":
+        assert data_params(raw, "mnist").kind == "mnist"
+    else:
+        assert fid_params(raw).network == "inception2015"
+    with pytest.raises(VaelabError, match=f"{key} = {value}"):
+        parse_params(raw)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from scripts import plot_sweep
-from vaelab.errors import VaelabError
+from vaelab.core.errors import VaelabError
 
 
 def state(rev, name, arch, latent, fid=None, timestamp="2026-11-23T10:00:00", experiments=None):

@@ -20,15 +20,15 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PROJECT_ROOT
-from vaelab import figures
-from vaelab.data import PreparedData, save_prepared
-from vaelab.density import fit_density, save_density
-from vaelab.errors import VaelabError
-from vaelab.figure_layout import display_scale, grid_shape, image_grid, progress_frames
-from vaelab.figure_table import FIGURE_FILES, FigureSettings, ModelFunctions, make_figures
-from vaelab.latent_maths import (interpolation_latents, latent_projection, manifold_latents, nearest_neighbours,
+from vaelab.figures import plots
+from vaelab.core.prepared import PreparedData, save_prepared
+from vaelab.model.density import fit_density, save_density
+from vaelab.core.errors import VaelabError
+from vaelab.figures.layout import display_scale, grid_shape, image_grid, progress_frames
+from vaelab.figures.table import FIGURE_FILES, FigureSettings, ModelFunctions, make_figures
+from vaelab.figures.latent_maths import (interpolation_latents, latent_projection, manifold_latents, nearest_neighbours,
                                  pick_pair_of_classes)
-from vaelab.train_outputs import HISTORY_COLUMNS, load_progress, read_history
+from vaelab.model.outputs import HISTORY_COLUMNS, load_progress, read_history
 
 CLASS_NAMES = ("circle", "square", "a rather long class name for a legend", "dot")
 
@@ -110,7 +110,7 @@ def test_image_grid_places_tiles_with_padding():
 def test_a_long_title_widens_the_figure_so_no_glyph_is_clipped(tmp_path):
     title = "mnist: images decoded from z ~ 10-component Gaussian mixture fitted to mu(x) (seed 42)"
     images = np.zeros((64, 28, 28, 1), np.uint8)
-    width, height = figures.plot_image_grid(images, tmp_path / "grid.png", title)
+    width, height = plots.plot_image_grid(images, tmp_path / "grid.png", title)
     ink = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))[:46] < 128  # the title band
     columns = np.flatnonzero(ink.any(axis=0))
     assert ink.shape[1] == width and columns.size
@@ -348,7 +348,7 @@ def test_latent_sizes_2_3_and_16_and_rgb(tmp_path, caplog, shape, latent_dim, ep
     assert written["samples_gmm.png"] == written["samples.png"]
     if latent_dim == 3:
         # three slices of a 12 x 12 grid (400 // 32) side by side, each under a one-line title
-        n = figures.manifold_size(h, 3)
+        n = plots.manifold_size(h, 3)
         assert n == 12 and written["manifold.png"][1] == 12 + 34 + 17 + n * h + 40 + 12
 
 
@@ -387,8 +387,8 @@ def test_a_decoder_for_other_images_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_plot_stage_cli(tmp_path, write_params):
-    from vaelab.models import ArchConfig, TrainedVae, build_decoder, build_encoder
-    from vaelab.train_outputs import save_vae
+    from vaelab.model.networks import ArchConfig, TrainedVae, build_decoder, build_encoder
+    from vaelab.model.outputs import save_vae
 
     shape, latent_dim, epochs = (28, 28, 1), 2, 2
     save_prepared(fake_data(shape, n_train=80, n_test=30), tmp_path / "fake.npz")

@@ -19,22 +19,23 @@ from PIL import Image
 
 from tests import archive_factory
 from tests.conftest import PROJECT_ROOT
-from vaelab import images, preprocess
-from vaelab.data import load_prepared
-from vaelab.errors import VaelabError
-from vaelab.params import DatasetParams
-from vaelab.kinds import KINDS
+from vaelab.data import images
+from vaelab.data import preprocess
+from vaelab.core.prepared import load_prepared
+from vaelab.core.errors import VaelabError
+from vaelab.data.params import DataParams
+from vaelab.data.kinds import KINDS
 
 MNIST_T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def _resized(kind: str, image_size: int = 64, test_fraction: float = 0.2) -> DatasetParams:
-    return DatasetParams(name=kind, kind=kind, image_size=image_size, test_fraction=test_fraction)
+def _resized(kind: str, image_size: int = 64, test_fraction: float = 0.2) -> DataParams:
+    return DataParams(name=kind, kind=kind, image_size=image_size, test_fraction=test_fraction)
 
 
-def prepare(kind: str, raw, ds: DatasetParams | None = None, seed: int = 0, workers: int | None = None):
+def prepare(kind: str, raw, ds: DataParams | None = None, seed: int = 0, workers: int | None = None):
     """The preprocess stage's work for registry kind ``kind`` (default settings unless ``ds``)."""
-    return preprocess.prepare_dataset(KINDS[kind], ds or DatasetParams(name=kind, kind=kind), raw, seed, workers)
+    return preprocess.prepare_dataset(KINDS[kind], ds or DataParams(name=kind, kind=kind), raw, seed, workers)
 
 
 def _assert_colours_match_labels(data):
@@ -228,8 +229,8 @@ def test_image_folder_all_formats(tmp_path):
     _assert_colours_match_labels(data)
 
 
-def _channels(kind: str, size: int, channels) -> DatasetParams:
-    return DatasetParams(name=kind, kind=kind, image_size=size, test_fraction=0.25, channels=channels)
+def _channels(kind: str, size: int, channels) -> DataParams:
+    return DataParams(name=kind, kind=kind, image_size=size, test_fraction=0.25, channels=channels)
 
 
 def _grey_folder(folder: Path) -> Path:

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from vaelab.data import PreparedData, save_prepared
-from vaelab.errors import VaelabError
-from vaelab.backup import fingerprint, read_backup
-from vaelab.hardware import cpu_has_bfloat16, mixed_precision_policy
-from vaelab.models import ArchConfig, decode_uint8
-from vaelab.train_outputs import HISTORY_COLUMNS, load_vae, read_history
-from vaelab.training import TrainConfig, check_training_inputs, run_training, train_dataset, train_vae
+from vaelab.core.prepared import PreparedData, save_prepared
+from vaelab.core.errors import VaelabError
+from vaelab.training.backup import fingerprint, read_backup
+from vaelab.training.hardware import cpu_has_bfloat16, mixed_precision_policy
+from vaelab.model.networks import ArchConfig, decode_uint8
+from vaelab.model.outputs import HISTORY_COLUMNS, load_vae, read_history
+from vaelab.training.loop import TrainConfig, check_training_inputs, run_training, train_dataset, train_vae
 
 SHAPE = (10, 10, 1)
 # conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
@@ -136,7 +136,7 @@ def test_gaussian_likelihood_trains_with_a_short_last_validation_batch(tmp_path)
     result = train_vae(X_TRAIN, X_TEST, gaussian, dataclasses.replace(TRAIN, epochs=1), tmp_path / "b", verbose=0)
     row = result.history[-1]
     assert np.isfinite(row["val_loss"]) and np.isfinite(row["loss"])
-    from vaelab.losses import elbo_terms
+    from vaelab.model.losses import elbo_terms
 
     # The same term computed outside the traced step (other noise draws): close, not equal.
     terms = elbo_terms(result.vae, X_TEST, seed=0, batch_size=32)
@@ -171,11 +171,10 @@ def test_nan_loss_stops_with_dataset_and_epoch_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("train, n_train, match", [
     (TrainConfig(epochs=1, batch_size=201, learning_rate=1e-3, seed=0), 200, "batch_size = 201 is larger than the 200"),
-    (TrainConfig(epochs=1, batch_size=8, learning_rate=0.0, seed=0), 200, "learning_rate = 0.0"),
-    (TrainConfig(epochs=0, batch_size=8, learning_rate=1e-3, seed=0), 200, "epochs = 0"),
     (TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, seed=0), 0, "0 training"),
 ])
-def test_bad_training_settings_are_refused(train, n_train, match):
+def test_data_the_settings_cannot_train_on_is_refused(train, n_train, match):
+    # The settings' own ranges are checked with params.yaml (tests/test_params.py).
     with pytest.raises(VaelabError, match=match):
         check_training_inputs(train, n_train, 10, "toy")
 
@@ -258,13 +257,13 @@ def test_stage_cli_writes_model_and_history(tmp_path, write_params):
 def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, caplog, on_gpu):
     import keras
 
-    import vaelab.hardware
+    import vaelab.training.hardware
 
     # Both policies run here whatever the machine has: the GPU's float16 with loss scaling
     # (emulated on a CPU, slow but fine for 10x10 images) and the CPU's bfloat16, on a CPU
     # without bfloat16 hardware as CI's AVX2 machines are: training runs, with a warning.
-    monkeypatch.setattr(vaelab.hardware, "gpu_available", lambda: on_gpu)
-    monkeypatch.setattr(vaelab.hardware, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(vaelab.training.hardware, "gpu_available", lambda: on_gpu)
+    monkeypatch.setattr(vaelab.training.hardware, "cpu_has_bfloat16", lambda: False)
     mlp = ArchConfig(SHAPE, latent_dim=2, hidden_dim=16)
     train = TrainConfig(epochs=2, batch_size=50, learning_rate=3e-3, seed=3, mixed_precision=True)
     out = tmp_path / "model"
@@ -316,7 +315,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tests.test_training import CONV, TRAIN, X_TEST, X_TRAIN
-from vaelab.training import train_vae
+from vaelab.training.loop import train_vae
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 result = train_vae(X_TRAIN, X_TEST, CONV, TRAIN, sys.argv[1], verbose=0, strategy=strategy)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "history": result.history}))

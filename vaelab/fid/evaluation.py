@@ -1,0 +1,147 @@
+"""Judging a VAE: FID, KID, precision and recall of its samples (from the prior and from the
+ex-post latent density), FID of reconstructions, the test ELBO, active units.
+
+The functions take plain callables (generate a batch, reconstruct a batch, ELBO of a set), so
+they do not depend on how the VAE is stored; ``stages/evaluate.py`` binds them to
+:mod:`vaelab.model.networks` and :mod:`vaelab.model.density`. The real test images' statistics
+they compare with are :mod:`vaelab.fid.reference`'s.
+
+References: FID, Heusel et al. (2017); KID, Bińkowski et al. (2018); precision and recall,
+Kynkäänniemi et al. (2019); ex-post density sampling, Ghosh et al. (2020); active units, Burda,
+Grosse & Salakhutdinov (2016), "Importance weighted autoencoders".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from vaelab.fid.feature_stats import FeatureStats, compute_statistics
+from vaelab.fid.features import FeatureExtractor
+from vaelab.fid.distances import frechet_distance, kernel_inception_distance
+from vaelab.core.io import atomic_path
+from vaelab.fid.reference import FEATURE_SAMPLE_SIZE, check_reference
+from vaelab.fid.precision_recall import DEFAULT_K, kth_neighbour_radii, precision_recall
+
+# KID as Bińkowski et al. and torch-fidelity compute it: 100 subsets of 1,000.
+KID_SUBSET_SIZE = 1000
+KID_SUBSETS = 100
+# A latent dimension is active when its posterior mean varies over the data by more than this
+# (Burda et al. 2016, section 5.2).
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def generated_batches(generate_batch: Callable[[int, int], np.ndarray], num_samples: int,
+                      batch_size: int) -> Iterator[np.ndarray]:
+    """Call ``generate_batch(start, count)`` -> uint8 (count, H, W, C) for consecutive slices of
+    ``num_samples`` images, lazily: only one batch of generated images exists at a time."""
+    for start in range(0, num_samples, batch_size):
+        count = min(batch_size, num_samples - start)
+        batch = np.asarray(generate_batch(start, count))
+        if len(batch) != count:
+            raise ValueError(f"generate_batch({start}, {count}) returned {len(batch)} images")
+        yield batch
+
+
+def mapped_batches(images: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
+                   batch_size: int) -> Iterator[np.ndarray]:
+    """``transform`` (e.g. reconstruct through the VAE) applied to ``images`` batch by batch, lazily."""
+    for start in range(0, len(images), batch_size):
+        yield np.asarray(transform(images[start:start + batch_size]))
+
+
+def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Number of latent dimensions whose posterior mean E_q(z|x)[z_d] has variance over the data
+    ``posterior_means`` (N, latent_dim) above ``threshold`` (Burda et al. 2016)."""
+    means = np.asarray(posterior_means, dtype=np.float64)
+    if means.ndim != 2 or len(means) < 2:
+        raise ValueError(f"posterior means must be (N >= 2, latent_dim), got shape {means.shape}")
+    return int(np.sum(means.var(axis=0) > threshold))
+
+
+def equal_samples(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature samples cut to the smaller one's size by seeded draws without replacement:
+    precision and recall compare manifolds estimated from equally many points (Kynkäänniemi et al.)."""
+    m = min(len(a), len(b))
+    rng = np.random.default_rng(seed)
+    pick = lambda x: x if len(x) == m else x[np.sort(rng.choice(len(x), m, replace=False))]  # noqa: E731
+    return pick(a), pick(b)
+
+
+def sample_metrics(samples: FeatureStats, reference: FeatureStats, seed: int,
+                   radii_cache: dict[int, np.ndarray]) -> dict[str, float]:
+    """FID, KID, precision and recall of one set of generated images' features against the
+    reference. ``radii_cache`` keeps the reference's k-NN radii by sample size, so several sample
+    sets against one reference compute them once."""
+    metrics = {"fid": frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma),
+               "kid": float("nan"), "precision": float("nan"), "recall": float("nan")}
+    if len(reference.sample) >= 2 and len(samples.sample) >= 2:
+        metrics["kid"], _ = kernel_inception_distance(samples.sample, reference.sample, num_subsets=KID_SUBSETS,
+                                                      subset_size=KID_SUBSET_SIZE, seed=seed)
+    if min(len(reference.sample), len(samples.sample)) > DEFAULT_K:
+        real, fake = equal_samples(reference.sample, samples.sample, seed)
+        if len(real) not in radii_cache:
+            radii_cache[len(real)] = kth_neighbour_radii(real, DEFAULT_K)
+        metrics["precision"], metrics["recall"] = precision_recall(real, fake, DEFAULT_K,
+                                                                   real_radii=radii_cache[len(real)])
+    return metrics
+
+
+def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_samples: int,
+             reconstruct_batch: Callable[[np.ndarray], np.ndarray], test_images: np.ndarray,
+             elbo: Callable[[np.ndarray], Mapping[str, float]], encode_mean: Callable[[np.ndarray], np.ndarray],
+             reference: FeatureStats, extractor: FeatureExtractor, batch_size: int, seed: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """All metrics of one model as a flat dict (numbers, plus strings naming the features).
+
+    * for each ``samplers`` entry ``name: generate_batch(start, count)`` (``prior``: decoded
+      N(0, I) samples; ``gmm``: decoded samples of the ex-post density), ``num_samples`` images
+      against ``reference``: ``fid``, ``kid``, ``precision``, ``recall`` (k = 3), suffixed
+      ``_<name>`` except for ``prior`` (``fid_gmm``, ...);
+    * ``fid_reconstruction``: ``reconstruct_batch`` of every test image against ``reference``;
+    * ``test_elbo``, ``test_reconstruction``, ``test_kl``: ``elbo(test_images)`` (nats per image);
+    * ``active_units``: see :func:`active_units`, from ``encode_mean(test_images)``;
+    * metadata: fid_num_samples, fid_num_reference, pr_num_samples (points per manifold), pr_k,
+      and the feature network, weights, preprocessing, precision, size, dims.
+    """
+    check_reference(reference, extractor.metadata)
+    metrics: dict[str, Any] = {}
+    radii_cache: dict[int, np.ndarray] = {}
+    pr_points = 0
+    for name, generate_batch in samplers.items():
+        samples = compute_statistics(generated_batches(generate_batch, num_samples, batch_size), extractor,
+                                     batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
+                                     seed=seed, description=f"{name} sample features")
+        suffix = "" if name == "prior" else f"_{name}"
+        metrics.update({f"{key}{suffix}": value
+                        for key, value in sample_metrics(samples, reference, seed, radii_cache).items()})
+        pr_points = min(len(samples.sample), len(reference.sample))
+    reconstructed = compute_statistics(mapped_batches(test_images, reconstruct_batch, batch_size), extractor,
+                                       batch_size, progress=progress, total=len(test_images),
+                                       description="reconstruction features")
+    metrics["fid_reconstruction"] = frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
+                                                     reference.sigma)
+    terms = elbo(test_images)
+    metrics.update({
+        "test_elbo": float(terms["elbo"]),
+        "test_reconstruction": float(terms["reconstruction"]),
+        "test_kl": float(terms["kl"]),
+        "active_units": active_units(encode_mean(test_images)),
+        "fid_num_samples": int(num_samples),
+        "fid_num_reference": int(reference.n),
+        "pr_num_samples": int(pr_points),
+        "pr_k": DEFAULT_K,
+    })
+    metrics.update(extractor.metadata)
+    return metrics
+
+
+def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
+    """Flat JSON, atomically. Non-finite numbers become null (JSON has no NaN)."""
+    clean = {key: (None if isinstance(value, float) and not np.isfinite(value) else value)
+             for key, value in metrics.items()}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(clean, indent=2) + "\n")

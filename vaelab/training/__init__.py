@@ -1,0 +1,1 @@
+"""Training (the train stage): the loop, resumable backups, the compute policy."""

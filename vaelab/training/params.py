@@ -1,0 +1,20 @@
+"""Training's knobs: ``epochs``, ``learning_rate``, ``beta``, ``mixed_precision`` (train)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from vaelab.core.schema import REQUIRED, knob, parse_section
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = knob(REQUIRED, "int", "passes over the training images", low=1)
+    learning_rate: float = knob(REQUIRED, "float", "Adam's step size", low=0.0, low_inclusive=False)
+    beta: float = knob(1.0, "float", "weight of the KL term (Higgins et al. 2017's beta-VAE); 1 is the ELBO", low=0.0)
+    mixed_precision: bool = knob(False, "bool", "16-bit compute, float32 weights: float16 on GPUs, bfloat16 on CPUs")
+
+
+def train_params(raw: Mapping[str, Any]) -> TrainParams:
+    return parse_section(TrainParams, raw, whole=False)
