@@ -97,7 +97,7 @@ def tfdata_activations(images: np.ndarray, extractor, batch_size: int):
 def tfdata_statistics(images: np.ndarray, extractor, batch_size: int) -> int:
     """Mean and covariance of the ``before`` path's features, merged in chunks as the statistics
     were; returns the image count."""
-    from vaelab.fid.distances import RunningStats
+    from vaelab.fid.feature_stats import RunningStats
 
     stats, pending = RunningStats(), []
     for features in tfdata_activations(images, extractor, batch_size):

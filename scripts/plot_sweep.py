@@ -68,6 +68,21 @@ def experiments_table(records: list[dict[str, Any]], metrics_file: str | None = 
     return pd.DataFrame(rows)
 
 
+def exp_show_records(saved: Path | None = None) -> list[dict[str, Any]]:
+    """The records of `dvc exp show --json`, run here (or read from its ``saved`` output)."""
+    if saved:
+        text = saved.read_text()
+    else:
+        result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise VaelabError(f"`dvc exp show --json` failed: {result.stderr.strip()[-500:]}")
+        text = result.stdout
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise VaelabError(f"`dvc exp show --json` output is not JSON ({error})") from None
+
+
 def sweep_frame(table, param: str, metrics: list[str], group: str | None):
     """The rows of the sweep: one per (group, param) point (the newest experiment of each), sorted."""
     missing = [column for column in [param, *metrics, *([group] if group else [])] if column not in table.columns]
@@ -114,18 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
 
-    if args.json:
-        text = args.json.read_text()
-    else:
-        result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise VaelabError(f"`dvc exp show --json` failed: {result.stderr.strip()[-500:]}")
-        text = result.stdout
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise VaelabError(f"`dvc exp show --json` output is not JSON ({error})") from None
-    frame = sweep_frame(experiments_table(records, args.metrics_file), args.param, metrics, args.group)
+    frame = sweep_frame(experiments_table(exp_show_records(args.json), args.metrics_file), args.param, metrics,
+                        args.group)
     draw(frame, args.param, metrics, args.group, args.out, args.logx)
     print(frame.sort_values(metrics[0], kind="stable").to_string(index=False))
     print(f"wrote {args.out} ({len(frame)} experiments)")

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     # Cheap checks first: missing weights or mismatched reference statistics fail before any
     # network is built.
     reference = load_reference(args.reference)
-    weights = find_weights(fid.network, params.seed)
+    weights = find_weights(fid.network, params.data_seed)  # the reference statistics' network
     check_reference(reference, network_metadata(weights, fid.image_size, fid.precision), args.reference)
 
     from vaelab.model import networks
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     if density.latent_dim != vae.config.latent_dim:
         raise VaelabError(f"latent density {args.density} is {density.latent_dim}-d but the model's latent space is "
                           f"{vae.config.latent_dim}-d; re-run `dvc repro fit_density@{args.dataset}`")
-    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
+    extractor = build_feature_extractor(fid.network, fid.image_size, params.data_seed, fid.precision, weights)
     # All latent points at once: (num_samples, latent_dim) floats are small; their images are not.
     latents = {"prior": networks.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed),
                "gmm": sample_density(density, fid.num_samples, params.seed)}

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
 
     raw = stage_params(args)
     dataset = data_params(raw, args.dataset)
-    data = prepare_dataset(KINDS[dataset.kind], dataset, args.raw, shared_params(raw).seed)
+    data = prepare_dataset(KINDS[dataset.kind], dataset, args.raw, shared_params(raw).data_seed)
     save_prepared(data, args.out)
     logging.getLogger(__name__).info(
         "%s: %d train / %d test images of %s, %d classes -> %s", args.dataset, len(data.x_train),

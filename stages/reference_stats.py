@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> None:
 
     params, fid = shared_params(raw), fid_params(raw)
     data = load_prepared(args.data)
-    weights = find_weights(fid.network, params.seed)  # a missing weights file fails before TensorFlow starts
+    weights = find_weights(fid.network, params.data_seed)  # a missing weights file fails before TensorFlow starts
     start_tensorflow()
-    extractor = build_feature_extractor(fid.network, fid.image_size, params.seed, fid.precision, weights)
-    reference = compute_reference(data.x_test, extractor, fid.batch_size, params.seed)
+    extractor = build_feature_extractor(fid.network, fid.image_size, params.data_seed, fid.precision, weights)
+    reference = compute_reference(data.x_test, extractor, fid.batch_size, params.data_seed)
     save_reference(reference, args.out)
     meta = extractor.metadata
     logging.getLogger(__name__).info(

@@ -50,7 +50,7 @@ def tiny_params(**overrides: Any) -> dict:
     samples, a 3-component mixture. ``overrides`` replace top-level keys; a mapping given for a
     section (``fid={...}``) updates that section, except ``datasets``, which it replaces."""
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params.update(seed=7, latent_dim=2, hidden_dim=16, epochs=2, batch_size=32)
+    params.update(seed=7, data_seed=7, latent_dim=2, hidden_dim=16, epochs=2, batch_size=32)
     params["datasets"] = {"mnist": params["datasets"]["mnist"]}
     params["conv"] = {"filters": [8, 16], "dropout": 0.0}
     params["fid"] = {"network": "random", "num_samples": 64, "batch_size": 32, "image_size": 75, "precision": "float32"}

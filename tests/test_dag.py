@@ -147,3 +147,15 @@ def test_a_model_knob_is_no_dep_of_the_data_or_fid_stages():
         closure = import_closure(PROJECT_ROOT / "stages" / f"{stage}.py")
         assert "vaelab/model/params.py" not in closure and "vaelab/training/params.py" not in closure, stage
     assert "vaelab/model/params.py" in import_closure(PROJECT_ROOT / "stages" / "train.py")
+
+
+def test_a_seed_sweep_never_reruns_the_data_stages_or_the_reference():
+    # `seed` is the model's; the splits, the reference sample and the random FID network take
+    # `data_seed`, so `dvc exp run -S seed=1` re-runs train and after, nothing before.
+    for stage, do in ((name, stage["do"]) for name, stage in stages().items()):
+        params = [p if isinstance(p, str) else next(iter(p)) for p in do.get("params", [])]
+        if stage in ("download", "preprocess", "reference_stats"):
+            assert "seed" not in params, stage
+        else:
+            assert "seed" in params, stage
+    assert "data_seed" in [p for p in stages()["preprocess"]["do"]["params"]]

@@ -58,6 +58,21 @@ def test_gaussian_nll_known_values():
     np.testing.assert_allclose(np.asarray(gaussian_nll_per_image(x, mean)), [expected] * 2, rtol=1e-5)
 
 
+def test_learned_gamma_nll_is_dai_and_wipfs_per_pixel_formula():
+    """((x - mu) / gamma)^2 / 2 + log gamma + log(2 pi) / 2 per pixel, gamma = exp(log_gamma); at
+    log_gamma = log(0.1) it equals the fixed gamma = 0.1 loss."""
+    rng = np.random.default_rng(2)
+    x = rng.random((2, 3, 3, 1)).astype(np.float32)
+    mean = rng.random(x.shape).astype(np.float32)
+    for log_gamma in (0.0, math.log(0.5), -2.0):
+        gamma = math.exp(log_gamma)
+        per_pixel = ((x.astype(np.float64) - mean) / gamma) ** 2 / 2 + log_gamma + 0.5 * math.log(2 * math.pi)
+        got = gaussian_nll_per_image(x, mean, log_gamma=np.float32(log_gamma))
+        np.testing.assert_allclose(np.asarray(got), per_pixel.sum(axis=(1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gaussian_nll_per_image(x, mean, log_gamma=np.float32(math.log(0.1)))),
+                               np.asarray(gaussian_nll_per_image(x, mean, 0.1)), rtol=1e-5)
+
+
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood"):
         losses.reconstruction_nll_per_image("poisson", np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1)))

@@ -95,3 +95,51 @@ def test_sample_prior_is_seeded():
 def test_load_vae_names_missing_files(tmp_path):
     with pytest.raises(VaelabError, match="lacks encoder.keras"):
         load_vae(tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3), (92, 92, 1), (128, 128, 3)])
+def test_infogan_fits_every_prepared_size(shape):
+    config = ArchConfig(shape, latent_dim=3, hidden_dim=8, architecture="infogan")
+    encoder, decoder = build_encoder(config), build_decoder(config)
+    assert decoder.output.shape[1:] == shape
+    assert [layer.filters for layer in encoder.layers if layer.name.startswith("conv_")] == [64, 128]
+    assert encoder.get_layer("hidden").units == 1024 and decoder.get_layer("hidden").units == 1024
+    h = -(-shape[0] // 4)
+    assert decoder.get_layer("unflatten").output.shape[1:] == (h, -(-shape[1] // 4), 128)
+    assert sum(isinstance(layer, keras_layers().BatchNormalization) for layer in decoder.layers) == 3
+    assert sum(isinstance(layer, keras_layers().BatchNormalization) for layer in encoder.layers) == 2
+
+
+def keras_layers():
+    import keras
+
+    return keras.layers
+
+
+def test_batch_norm_inference_path_is_what_the_saved_model_gives(tmp_path):
+    """After training steps the batch norms' moving averages differ from a batch's statistics; the
+    saved networks, loaded back, give the inference outputs (moving averages), which is what
+    evaluate and plot compute with."""
+    import keras
+
+    from vaelab.model.vae import build_vae
+    from vaelab.training.loop import TrainConfig
+
+    config = ArchConfig((28, 28, 1), latent_dim=2, hidden_dim=8, architecture="infogan")
+    train = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, seed=0)
+    keras.utils.set_random_seed(0)
+    vae = build_vae(config, train)
+    images = np.random.default_rng(0).integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
+    x = images.astype(np.float32) / 255
+    vae.fit(x, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    trained = TrainedVae(vae.encoder, vae.decoder, config)
+    save_vae(trained, tmp_path)
+    loaded = load_vae(tmp_path)
+    inference = np.asarray(vae.encoder(x, training=False)[0])
+    np.testing.assert_array_equal(encode_mean(loaded, images), encode_mean(trained, images))
+    np.testing.assert_allclose(encode_mean(loaded, images), inference, rtol=1e-5, atol=1e-6)
+    z = sample_prior(2, 8, seed=1)
+    np.testing.assert_array_equal(decode_uint8(loaded, z), decode_uint8(trained, z))
+    # Last, as a training-mode call also moves the moving averages: the two paths really differ.
+    batch_stats = np.asarray(vae.encoder(x, training=True)[0])
+    assert not np.allclose(inference, batch_stats, atol=1e-4)

@@ -63,6 +63,9 @@ def test_project_params_are_valid(raw):
         (lambda r: r["datasets"]["mnist"]["data"].update(channels=1),
          "datasets.mnist.data.channels = 1 is invalid; allowed: nothing: mnist ships fixed image sizes"),
         (lambda r: r["gmm"].update(covariance="diag"), "unknown key gmm.covariance"),
+        (lambda r: r["datasets"]["mnist"]["model"].update(gamma="fancy"),
+         "datasets.mnist.model.gamma = 'fancy' is invalid; allowed: a number > 0 | learned"),
+        (lambda r: r["datasets"]["mnist"]["model"].update(gamma=0), "datasets.mnist.model.gamma = 0.0 is invalid"),
     ],
 )
 def test_bad_values_name_key_and_value(raw, edit, needle):
@@ -78,6 +81,15 @@ def test_bad_values_name_key_and_value(raw, edit, needle):
 def test_unknown_dataset_name_lists_the_known_ones(raw):
     with pytest.raises(VaelabError, match=r"unknown dataset 'svhn'.*'mnist'"):
         parse_params(raw).dataset("svhn")
+
+
+def test_gamma_is_a_number_or_learned(raw):
+    raw["datasets"]["mnist"]["model"].update(likelihood="gaussian", gamma="learned")
+    raw["datasets"]["cifar10"]["model"].update(likelihood="gaussian", gamma=0.05)
+    params = parse_params(raw)
+    assert params.dataset("mnist").model.choice.gamma == "learned"
+    assert params.dataset("cifar10").model.choice.gamma == 0.05
+    assert params.dataset("fashion_mnist").model.choice.gamma == 0.1  # the default
 
 
 def test_image_folder_entry(raw):

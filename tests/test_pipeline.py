@@ -141,6 +141,16 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     assert sorted(int(row[1]) for row in rows) == [2, 3], out
     assert (repo / "sweep.png").stat().st_size > 10_000
 
+    # Error bars: a seed sweep re-runs training and after, never the data stages or the reference
+    # statistics, and ends in mean ± std per metric.
+    out = _run([sys.executable, "-m", "scripts.seed_sweep", "--seeds", "5,6", "--metrics", "fid,test_elbo",
+                "--targets", "evaluate@mnist"], repo, env)
+    for stage in ("download", "preprocess", "reference_stats"):
+        assert out.count(f"Stage '{stage}@mnist' didn't change, skipping") == 2, out[-3000:]
+    assert out.count("Running stage 'train@mnist'") == 2
+    summary = [line for line in out.splitlines() if "(mean ± std over 2 seeds)" in line]
+    assert [line.split(":")[0] for line in summary] == ["fid", "test_elbo"], out[-2000:]
+
     _dvc("plots", "show", "-o", "report", cwd=repo, env=env)
     html = (repo / "report/index.html").read_text()
     assert "plots/mnist/history.csv" in html

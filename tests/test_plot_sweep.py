@@ -73,3 +73,20 @@ def test_missing_columns_are_one_clear_error():
     table = plot_sweep.experiments_table(RECORDS)
     with pytest.raises(VaelabError, match="no experiments with fid_gmm in `dvc exp show`"):
         plot_sweep.sweep_frame(table, "latent_dim", ["fid_gmm"], GROUP)
+
+
+def test_seed_sweep_reports_mean_and_sample_std_over_the_named_runs(tmp_path, capsys):
+    from scripts import seed_sweep
+
+    runs = [state(c * 40, f"sweep-seed{seed}", "conv", 16, fid=fid, timestamp=f"2026-11-23T1{seed}:00:00")
+            for c, seed, fid in (("1", 0, 30.0), ("2", 1, 32.0), ("3", 2, 34.0))]
+    records = [state("a" * 40, "main", "mlp", 2, fid=10.0, experiments=[exp(r) for r in runs])]
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(records))
+    seed_sweep.main(["--seeds", "0,1,2", "--metrics", "fid,recall", "--no-run", "--json", str(saved)])
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["fid: 32 ± 2 (mean ± std over 3 seeds)", "recall: 0.0625 ± 0 (mean ± std over 3 seeds)"]
+    with pytest.raises(VaelabError, match="no finished experiment named sweep-seed3"):
+        seed_sweep.main(["--seeds", "0,3", "--metrics", "fid", "--no-run", "--json", str(saved)])
+    with pytest.raises(VaelabError, match="at least two different seeds"):
+        seed_sweep.main(["--seeds", "1", "--metrics", "fid", "--no-run", "--json", str(saved)])

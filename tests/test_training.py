@@ -143,6 +143,41 @@ def test_gaussian_likelihood_trains_with_a_short_last_validation_batch(tmp_path)
     assert terms["reconstruction"] == pytest.approx(row["val_reconstruction"], rel=0.05)
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "conv", "infogan"])
+@pytest.mark.parametrize("likelihood, gamma", [("bernoulli", 0.1), ("gaussian", 0.1), ("gaussian", "learned")])
+def test_every_architecture_and_likelihood_trains_saves_and_loads(tmp_path, architecture, likelihood, gamma):
+    """The minimal config that touches every network and likelihood: two epochs of a few steps,
+    a finite falling loss, and the saved model giving the trained model's outputs."""
+    config = ArchConfig(SHAPE, latent_dim=2, hidden_dim=8, architecture=architecture, filters=(4, 8),
+                        likelihood=likelihood, gamma=gamma)
+    train = TrainConfig(epochs=2, batch_size=50, learning_rate=3e-3, seed=1)
+    out = tmp_path / "model"
+    result = run_training(X_TRAIN, X_TEST, config, train, out, tmp_path / "history.csv", tmp_path / "backup",
+                          verbose=0)
+    assert all(np.isfinite(row["loss"]) for row in result.history)
+    loaded = load_vae(out)
+    assert loaded.config == config
+    z = result.progress_latents
+    np.testing.assert_array_equal(decode_uint8(loaded, z), result.progress[-1])
+    if gamma == "learned":
+        # Dai & Wipf's gamma starts at 1 (log gamma 0) and falls as the reconstructions improve.
+        assert loaded.learned_log_gamma == result.vae.learned_log_gamma < 0
+        assert (out / "gamma.json").is_file()
+    else:
+        assert loaded.learned_log_gamma is None and not (out / "gamma.json").exists()
+
+
+def test_learned_gamma_enters_the_test_elbo(tmp_path):
+    from vaelab.model.losses import elbo_terms
+
+    config = ArchConfig(SHAPE, latent_dim=2, hidden_dim=8, architecture="mlp", likelihood="gaussian", gamma="learned")
+    result = train_vae(X_TRAIN, X_TEST, config, dataclasses.replace(TRAIN, epochs=2), tmp_path / "b", verbose=0)
+    learned = elbo_terms(result.vae, X_TEST, seed=0)
+    as_if_one = elbo_terms(dataclasses.replace(result.vae, learned_log_gamma=0.0), X_TEST, seed=0)
+    assert learned["kl"] == as_if_one["kl"] and learned["reconstruction"] != as_if_one["reconstruction"]
+    assert learned["reconstruction"] == pytest.approx(result.history[-1]["val_reconstruction"], rel=0.05)
+
+
 def test_foreign_backup_folder_is_refused(tmp_path):
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "thesis.tex").write_text("precious")
@@ -220,7 +255,7 @@ def toy_params(write_params, **overrides) -> Path:
                           "in params.yaml to at most 200"),
     ({"latent_dim": 0}, "params.yaml: latent_dim = 0 is invalid; allowed: an integer >= 1"),
     ({"datasets": {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "resnet"}}}},
-     "params.yaml: datasets.toy.model.architecture = 'resnet' is invalid; allowed: mlp | conv"),
+     "params.yaml: datasets.toy.model.architecture = 'resnet' is invalid; allowed: mlp | conv | infogan"),
 ])
 def test_stage_refuses_bad_params_before_any_work(tmp_path, write_params, overrides, message):
     from stages import train as stage
@@ -251,6 +286,45 @@ def test_stage_cli_writes_model_and_history(tmp_path, write_params):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == ("error: batch_size = 999 is larger than the 200 training images of "
                                                    "dataset toy; set batch_size in params.yaml to at most 200")
+
+
+@pytest.mark.slow
+def test_train_stage_killed_mid_run_resumes_to_the_same_bytes(tmp_path, write_params):
+    """kill -9 of the train stage after a backup, then the same command again: the history is
+    byte-identical to an uninterrupted run's and so are the weights (infogan: batch norm's moving
+    averages, Adam's moments and the noise generator all come back from the backup)."""
+    import os
+    import signal
+    import time
+
+    params = toy_params(write_params, epochs=40, datasets={"toy": {"data": {"kind": "mnist"},
+                                                                   "model": {"architecture": "infogan"}}})
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        args = [sys.executable, "-m", "stages.train", *_stage_args(folder, params)]
+        if name == "killed":
+            process = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state = folder / "ckpt" / "toy" / "state.json"
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and process.poll() is None:
+                if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.01)
+            assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+            assert not (folder / "models" / "toy").exists()
+        result = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert ("resuming after epoch" in result.stderr) == (name == "killed")
+        runs[name] = folder
+    a, b = (runs[name] / "plots" / "toy" / "history.csv" for name in ("uninterrupted", "killed"))
+    assert a.read_bytes() == b.read_bytes()
+    first, second = (load_vae(runs[name] / "models" / "toy") for name in ("uninterrupted", "killed"))
+    for net in ("encoder", "decoder"):
+        for x, y in zip(getattr(first, net).get_weights(), getattr(second, net).get_weights()):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("on_gpu", [False, True], ids=["cpu-bfloat16", "gpu-float16"])

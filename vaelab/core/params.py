@@ -6,7 +6,8 @@ Each phase declares and checks its own sections (``vaelab/data/params.py``,
 small module, not on every knob's: a new model setting re-runs no data stage. This module holds
 what all of them share: reading the file (numbers as YAML 1.2 reads them, as DVC does), the
 names of the top-level keys (so a misspelt one fails in every stage), a dataset's entry, and
-the two shared knobs, ``seed`` and ``batch_size``.
+the shared knobs: ``seed`` (the model's), ``data_seed`` (the data's, so that a seed sweep
+re-runs neither the data stages nor the reference statistics) and ``batch_size``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vaelab.core.schema import REQUIRED, check_keys, invalid, knob, parse_sectio
 # Every top-level key of params.yaml, and the phase module that declares it. A test checks this
 # against the phases' schemas.
 TOP_LEVEL_KEYS = {
-    "seed": "vaelab.core.params", "batch_size": "vaelab.core.params",
+    "seed": "vaelab.core.params", "data_seed": "vaelab.core.params", "batch_size": "vaelab.core.params",
     "latent_dim": "vaelab.model.params", "hidden_dim": "vaelab.model.params", "conv": "vaelab.model.params",
     "gmm": "vaelab.model.density",
     "epochs": "vaelab.training.params", "learning_rate": "vaelab.training.params", "beta": "vaelab.training.params",
@@ -39,8 +40,10 @@ DATASET_KEYS = ("data", "model")
 class SharedParams:
     """The knobs of every phase."""
 
-    seed: int = knob(REQUIRED, "int", "the one seed: splits, initialisation, prior and FID samples", low=0)
+    seed: int = knob(REQUIRED, "int", "the model's seed: initialisation, noise, prior and FID samples", low=0)
     batch_size: int = knob(REQUIRED, "int", "images per training step (and per encoding batch)", low=1)
+    data_seed: int = knob(0, "int", "the data's seed: train/test splits of the resized kinds, the reference "
+                                    "statistics' feature sample, the random FID network", low=0)
 
 
 class _Yaml12Loader(yaml.SafeLoader):

@@ -25,7 +25,8 @@ class Knob:
     """The rule of one knob: ``kind`` is "int", "float", "bool", "choice", "int_list" or "text"
     (a non-empty string, described by ``doc``);
     ``low``/``high`` bound numbers (``low_inclusive``: whether ``low`` itself is allowed; ``high``
-    is always excluded); ``choices`` for "choice"; ``doc`` says what the knob means."""
+    is always excluded); ``choices`` for "choice", and for "float" the names it takes beside a
+    number; ``doc`` says what the knob means."""
 
     kind: str
     doc: str
@@ -46,7 +47,8 @@ class Knob:
             return self.doc
         what = "an integer" if self.kind == "int" else "a number"
         text = f"{what} {'>=' if self.low_inclusive else '>'} {self.low:g}" if self.low is not None else what
-        return text + (f" and < {self.high:g}" if self.high is not None else "")
+        text += f" and < {self.high:g}" if self.high is not None else ""
+        return " | ".join((text, *self.choices))
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` as the knob's type, or a :class:`VaelabError` naming ``key`` and the value."""
@@ -68,6 +70,8 @@ class Knob:
                     or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
                 raise invalid(key, value, self.allowed())
             return tuple(value)
+        if self.kind == "float" and isinstance(value, str) and value in self.choices:
+            return value  # a number, or one of the named settings (``gamma: learned``)
         wanted = (int,) if self.kind == "int" else (int, float)
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise invalid(key, value, self.allowed())

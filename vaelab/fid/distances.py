@@ -1,12 +1,10 @@
-"""Fréchet distance between Gaussians fitted to features, streamed feature statistics, and KID.
+"""Fréchet distance between Gaussians fitted to features, and KID.
 
 Numpy only (no TensorFlow), float64 throughout.
 
 * :func:`frechet_distance`: the FID of Heusel et al. (2017), "GANs trained by a two time-scale
   update rule converge to a local Nash equilibrium",
   ``d^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
-* :class:`RunningStats`: mean and covariance of features that arrive in batches, in memory
-  independent of the number of samples (Chan, Golub & LeVeque 1979 pairwise update).
 * :func:`kernel_inception_distance`: the unbiased MMD^2 with the cubic polynomial kernel of
   Bińkowski et al. (2018), "Demystifying MMD GANs", averaged over random subsets.
 """
@@ -116,63 +114,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     distance = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
     # Mathematically >= 0; only rounding can take it below.
     return max(distance, 0.0)
-
-
-class RunningStats:
-    """Streaming mean and covariance of feature vectors, accumulated in float64.
-
-    ``add(batch)`` takes (B, D) arrays; memory is O(D^2) whatever the number of samples.
-    Batches are merged with the pairwise update of Chan, Golub & LeVeque (1979), which centres
-    each batch on its own mean, so it is accurate even when the mean is large against the spread
-    (summing x and x x^T would cancel catastrophically there).
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self._mean: np.ndarray | None = None
-        self._m2: np.ndarray | None = None  # sum of outer products of deviations from the mean
-
-    @property
-    def dims(self) -> int | None:
-        return None if self._mean is None else self._mean.size
-
-    def add(self, batch: np.ndarray) -> None:
-        x = np.asarray(batch, dtype=np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"feature batch must be 2-d (B, D), got shape {x.shape}")
-        if self._mean is not None and x.shape[1] != self._mean.size:
-            raise ValueError(f"feature batch has {x.shape[1]} dimensions, earlier batches had {self._mean.size}")
-        b = x.shape[0]
-        if b == 0:
-            return
-        batch_mean = x.mean(axis=0)
-        centred = x - batch_mean
-        batch_m2 = centred.T @ centred
-        if self._mean is None:
-            self._mean, self._m2 = batch_mean, batch_m2
-            self.n = b
-            return
-        total = self.n + b
-        delta = batch_mean - self._mean
-        self._mean += delta * (b / total)
-        self._m2 += batch_m2
-        self._m2 += np.outer(delta, delta * (self.n * b / total))
-        self.n = total
-
-    @property
-    def mean(self) -> np.ndarray:
-        """(D,) float64."""
-        if self._mean is None:
-            raise ValueError("no samples added")
-        return self._mean.copy()
-
-    def covariance(self, what: str = "features") -> np.ndarray:
-        """(D, D) float64 unbiased sample covariance (ddof=1, as ``np.cov``); warns when n < D."""
-        if self._m2 is None or self.n < 2:
-            raise ValueError(f"a covariance needs at least 2 samples, got {self.n}")
-        warn_if_biased(self.n, self._m2.shape[0], what)
-        cov = self._m2 / (self.n - 1)
-        return 0.5 * (cov + cov.T)
 
 
 def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray, *, num_subsets: int = 100,

@@ -3,7 +3,7 @@
 Images go batch by batch through the feature network's own preprocessing
 (:mod:`vaelab.fid.features`) and its forward pass; only one batch of resized
 images exists at a time, whatever the number of images. :func:`compute_statistics` merges the
-features into float64 running statistics (:class:`~vaelab.fid.distances.RunningStats`) and keeps a
+features into float64 running statistics (:class:`RunningStats`) and keeps a
 seeded uniform sample of feature vectors (for KID and precision/recall): memory does not grow
 with the number of images.
 
@@ -21,9 +21,66 @@ import numpy as np
 from vaelab.core.prepared import check_image_array
 from vaelab.core.errors import VaelabError
 from vaelab.fid.features import FeatureExtractor
-from vaelab.fid.distances import RunningStats
+from vaelab.fid.distances import warn_if_biased
 
 STATS_CHUNK = 1024  # feature rows per merge into the running statistics (8 MB of float32 at 2048-d)
+
+
+class RunningStats:
+    """Streaming mean and covariance of feature vectors, accumulated in float64.
+
+    ``add(batch)`` takes (B, D) arrays; memory is O(D^2) whatever the number of samples.
+    Batches are merged with the pairwise update of Chan, Golub & LeVeque (1979), which centres
+    each batch on its own mean, so it is accurate even when the mean is large against the spread
+    (summing x and x x^T would cancel catastrophically there).
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None  # sum of outer products of deviations from the mean
+
+    @property
+    def dims(self) -> int | None:
+        return None if self._mean is None else self._mean.size
+
+    def add(self, batch: np.ndarray) -> None:
+        x = np.asarray(batch, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"feature batch must be 2-d (B, D), got shape {x.shape}")
+        if self._mean is not None and x.shape[1] != self._mean.size:
+            raise ValueError(f"feature batch has {x.shape[1]} dimensions, earlier batches had {self._mean.size}")
+        b = x.shape[0]
+        if b == 0:
+            return
+        batch_mean = x.mean(axis=0)
+        centred = x - batch_mean
+        batch_m2 = centred.T @ centred
+        if self._mean is None:
+            self._mean, self._m2 = batch_mean, batch_m2
+            self.n = b
+            return
+        total = self.n + b
+        delta = batch_mean - self._mean
+        self._mean += delta * (b / total)
+        self._m2 += batch_m2
+        self._m2 += np.outer(delta, delta * (self.n * b / total))
+        self.n = total
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(D,) float64."""
+        if self._mean is None:
+            raise ValueError("no samples added")
+        return self._mean.copy()
+
+    def covariance(self, what: str = "features") -> np.ndarray:
+        """(D, D) float64 unbiased sample covariance (ddof=1, as ``np.cov``); warns when n < D."""
+        if self._m2 is None or self.n < 2:
+            raise ValueError(f"a covariance needs at least 2 samples, got {self.n}")
+        warn_if_biased(self.n, self._m2.shape[0], what)
+        cov = self._m2 / (self.n - 1)
+        return 0.5 * (cov + cov.T)
 
 
 def _rebatch(source: Any, batch_size: int) -> Iterator[np.ndarray]:
@@ -121,7 +178,7 @@ def compute_statistics(source: Any, extractor: FeatureExtractor, batch_size: int
                        progress: bool = True, total: int | None = None, keep: int = 0, seed: int = 0,
                        description: str = "features") -> FeatureStats:
     """Mean and covariance (float64) of the features of ``source``, streamed through
-    :class:`~vaelab.fid.distances.RunningStats`; also keeps a seeded uniform sample of ``keep`` feature
+    :class:`RunningStats`; also keeps a seeded uniform sample of ``keep`` feature
     vectors (reservoir sampling, Vitter 1985's algorithm R). Warns when N < dims (biased FID)."""
     start = time.perf_counter()
     stats = RunningStats()

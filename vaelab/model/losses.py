@@ -12,10 +12,15 @@ Likelihoods (pixels x in [0, 1]):
 * bernoulli: the decoder outputs logits l; -log p(x|z) = sum max(l, 0) - l*x + log(1 + e^-|l|)
   (sigmoid cross-entropy; for non-binary x it is the usual "continuous Bernoulli without its
   normaliser" used by the classic MNIST VAEs);
-* gaussian: the decoder outputs the mean mu and the variance is fixed at
-  :data:`GAUSSIAN_SIGMA` ** 2; -log p(x|z) = sum (x - mu)^2 / (2 sigma^2) + log(sigma sqrt(2 pi)).
-  sigma = 0.1 (about 26 grey levels) weights reconstruction against KL like an MSE loss
-  scaled by 50: with sigma = 1 the KL term dominates and the posterior collapses to the prior.
+* gaussian: the decoder outputs the mean mu and the standard deviation is gamma, per pixel
+  -log p(x|z) = ((x - mu) / gamma)^2 / 2 + log gamma + log(2 pi) / 2, summed. gamma is fixed
+  (default :data:`GAUSSIAN_SIGMA` = 0.1, about 26 grey levels, which weights reconstruction
+  against KL like an MSE loss scaled by 50: with gamma = 1 the KL term dominates and the
+  posterior collapses to the prior) or learned: Dai & Wipf (2019), "Diagnosing and enhancing
+  VAE models", section 3, one scalar stored as log gamma and initialised to 0. A learned gamma
+  shrinks as the reconstructions improve, which sharpens them, and its log enters the ELBO
+  per pixel: a Gaussian test ELBO is a density on [0, 1]^D, not a probability of 8-bit pixels,
+  and compares neither with the Bernoulli one nor across gammas as a sample-quality measure.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ def bernoulli_nll_per_image(x, logits):
     return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=1)
 
 
-def gaussian_nll_per_image(x, mean, sigma: float = GAUSSIAN_SIGMA):
-    """Gaussian NLL with fixed ``sigma`` summed over pixels: (N, H, W, C) -> (N,) nats."""
+def gaussian_nll_per_image(x, mean, gamma: float = GAUSSIAN_SIGMA, log_gamma=None):
+    """Gaussian NLL summed over pixels: (N, H, W, C) -> (N,) nats, with the standard deviation
+    ``gamma`` fixed, or ``exp(log_gamma)`` when ``log_gamma`` (a scalar tensor: learned) is given."""
     from keras import ops
 
     mean = ops.cast(mean, "float32")
@@ -48,16 +54,23 @@ def gaussian_nll_per_image(x, mean, sigma: float = GAUSSIAN_SIGMA):
     # Pixels per image from the static image shape: the batch dimension may be unknown while
     # tracing (a short last validation batch), and a reshape to (batch, -1) would then lose it.
     num_pixels = math.prod(int(d) for d in mean.shape[1:])
-    flat = ops.reshape(ops.square(x - mean), (-1, num_pixels))
-    return ops.sum(flat, axis=1) / (2.0 * sigma * sigma) + num_pixels * (math.log(sigma) + _HALF_LOG_2PI)
+    if log_gamma is None:
+        flat = ops.reshape(ops.square(x - mean), (-1, num_pixels))
+        return ops.sum(flat, axis=1) / (2.0 * gamma * gamma) + num_pixels * (math.log(gamma) + _HALF_LOG_2PI)
+    log_gamma = ops.cast(log_gamma, "float32")
+    flat = ops.reshape(ops.square((x - mean) * ops.exp(-log_gamma)), (-1, num_pixels))
+    return ops.sum(flat, axis=1) / 2.0 + num_pixels * (log_gamma + _HALF_LOG_2PI)
 
 
-def reconstruction_nll_per_image(likelihood: str, x, outputs):
-    """-log p(x|z) per image (N,) for the decoder ``outputs`` under ``likelihood``."""
+def reconstruction_nll_per_image(likelihood: str, x, outputs, gamma: float | str = GAUSSIAN_SIGMA, log_gamma=None):
+    """-log p(x|z) per image (N,) for the decoder ``outputs`` under ``likelihood`` (gaussian:
+    ``gamma`` fixed, or learned when it is "learned" and ``log_gamma`` is given)."""
     if likelihood == "bernoulli":
         return bernoulli_nll_per_image(x, outputs)
     if likelihood == "gaussian":
-        return gaussian_nll_per_image(x, outputs)
+        if gamma == "learned":
+            return gaussian_nll_per_image(x, outputs, log_gamma=log_gamma)
+        return gaussian_nll_per_image(x, outputs, float(gamma))
     raise ValueError(f"unknown likelihood {likelihood!r}")
 
 
@@ -95,7 +108,8 @@ def elbo_terms(vae: Any, images_uint8: np.ndarray, seed: int, beta: float = 1.0,
     for part in batch_slices(len(z), batch_size):
         outputs = vae.decoder(z[part], training=False)
         x = images_to_float(images_uint8[part])
-        rec.append(np.asarray(reconstruction_nll_per_image(vae.config.likelihood, x, outputs), dtype=np.float64))
+        rec.append(np.asarray(reconstruction_nll_per_image(vae.config.likelihood, x, outputs, vae.config.gamma,
+                                                           vae.learned_log_gamma), dtype=np.float64))
     reconstruction = float(np.mean(np.concatenate(rec))) if rec else float("nan")
     kl_mean = float(np.mean(kl)) if len(kl) else float("nan")
     return {

@@ -3,14 +3,21 @@ public API the later stages use to load a trained model and run it.
 
 The model of Kingma & Welling (2014), "Auto-Encoding Variational Bayes": a Gaussian encoder
 q(z|x) = N(mean(x), diag(exp(log_var(x)))), a standard normal prior p(z) = N(0, I) and a
-decoder p(x|z) that is Bernoulli (the decoder outputs logits) or Gaussian with a fixed
-variance (the decoder outputs the mean; see :data:`vaelab.model.losses.GAUSSIAN_SIGMA`).
+decoder p(x|z) that is Bernoulli (the decoder outputs logits) or Gaussian with standard
+deviation gamma, fixed or learned (the decoder outputs the mean; see
+:mod:`vaelab.model.losses`).
 
 Encoder and decoder are two plain functional Keras models made only of built-in layers, so
 ``keras.models.load_model`` reads them back without custom objects:
 
 * encoder: float32 images in [0, 1], (N, H, W, C) -> [mean (N, L), log_var (N, L)];
 * decoder: z (N, L) -> (N, H, W, C) logits (bernoulli) or means (gaussian).
+
+Three architectures: ``mlp`` (one dense hidden layer), ``conv`` (stride-2 convolutions, a dense
+layer) and ``infogan``, the network of every VAE row of Dai & Wipf (2019), "Diagnosing and
+enhancing VAE models", Table 1 (the InfoGAN net of Lucic et al. 2018), with batch norm: the
+training model calls it with ``training=True`` (batch statistics), every later stage with
+``training=False`` (the moving averages saved with the weights).
 
 The reparameterised sample z = mean + exp(log_var / 2) * eps lives in the training model
 (:class:`vaelab.model.vae.VAE`), not in the saved encoder.
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vaelab.core.errors import VaelabError
+from vaelab.model.losses import GAUSSIAN_SIGMA
 
 if TYPE_CHECKING:  # the train stage's params; the other stages load a saved ArchConfig
     from vaelab.model.params import ModelParams
@@ -38,10 +46,12 @@ if TYPE_CHECKING:  # the train stage's params; the other stages load a saved Arc
 class ArchConfig:
     """The architecture of one VAE, described once; saved beside the model as ``config.json``.
 
-    image_shape: (H, W, C) of the images; latent_dim: L; hidden_dim: width of the dense
-    hidden layer (mlp: the one hidden layer; conv: the dense layer between the convolutions
-    and the latent space); filters: channels of the stride-2 convolutions (conv only, one per
-    halving of the image); dropout: rate after the dense hidden layers (conv only, 0 = none).
+    image_shape: (H, W, C) of the images; latent_dim: L; architecture: mlp, conv or infogan
+    (Dai & Wipf 2019's network, fixed widths: :data:`INFOGAN_WIDTHS`); hidden_dim: width of the
+    dense hidden layer (mlp: the one hidden layer; conv: the dense layer between the convolutions
+    and the latent space; infogan: unused); filters: channels of the stride-2 convolutions (conv
+    only, one per halving of the image); dropout: rate after the dense hidden layers (conv only,
+    0 = none).
     """
 
     image_shape: tuple[int, int, int]
@@ -51,6 +61,7 @@ class ArchConfig:
     filters: tuple[int, ...] = (32, 64, 128)
     dropout: float = 0.0
     likelihood: str = "bernoulli"
+    gamma: float | str = GAUSSIAN_SIGMA  # gaussian only: the fixed standard deviation, or "learned"
 
     def __post_init__(self) -> None:
         # Tuples even when built from JSON lists, so configs compare and hash by value.
@@ -90,6 +101,7 @@ def arch_config(model: "ModelParams", image_shape: tuple[int, ...]) -> ArchConfi
         filters=tuple(model.conv.filters),
         dropout=model.conv.dropout if architecture == "conv" else 0.0,
         likelihood=model.choice.likelihood,
+        gamma=model.choice.gamma,
     )
 
 
@@ -104,18 +116,44 @@ def build_encoder(config: ArchConfig, dtype: str | None = None):
 
     inputs = keras.Input(shape=config.image_shape, name="image")
     x = inputs
-    if config.architecture == "mlp":
-        x = layers.Flatten(name="flatten")(x)
+    if config.architecture == "infogan":
+        x = _infogan_encoder_body(x, dtype)
     else:
-        for i, f in enumerate(config.filters):
-            x = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", dtype=dtype, name=f"conv_{i}")(x)
+        if config.architecture == "conv":
+            for i, f in enumerate(config.filters):
+                x = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", dtype=dtype,
+                                  name=f"conv_{i}")(x)
         x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(x)
-    if config.dropout > 0:
-        x = layers.Dropout(config.dropout, name="dropout")(x)
+        x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(x)
+        if config.dropout > 0:
+            x = layers.Dropout(config.dropout, name="dropout")(x)
     mean = layers.Dense(config.latent_dim, dtype="float32", name="z_mean")(x)
     log_var = layers.Dense(config.latent_dim, dtype="float32", name="z_log_var")(x)
     return keras.Model(inputs, [mean, log_var], name="encoder")
+
+
+# The InfoGAN network of Dai & Wipf (2019, Table 1; their code's ``Infogan`` model, after Lucic et
+# al. 2018): fixed widths, batch norm, leaky ReLU (slope 0.2) in the encoder, ReLU in the decoder.
+INFOGAN_WIDTHS = (64, 128, 1024)
+LEAKY_SLOPE = 0.2
+
+
+def _infogan_encoder_body(x, dtype):
+    """conv 64 4x4/2, lrelu -> conv 128 4x4/2, BN, lrelu -> dense 1024, BN, lrelu. Without the
+    spectral norm of their code: batch norm follows each layer but the first, and the spectral
+    norm's power-iteration state would be one more thing a resumed run must restore exactly."""
+    from keras import layers
+
+    conv1, conv2, dense = INFOGAN_WIDTHS
+    x = layers.Conv2D(conv1, 4, strides=2, padding="same", dtype=dtype, name="conv_0")(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE, dtype=dtype, name="lrelu_0")(x)
+    x = layers.Conv2D(conv2, 4, strides=2, padding="same", dtype=dtype, name="conv_1")(x)
+    x = layers.BatchNormalization(dtype=dtype, name="bn_1")(x)
+    x = layers.LeakyReLU(LEAKY_SLOPE, dtype=dtype, name="lrelu_1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, dtype=dtype, name="hidden")(x)
+    x = layers.BatchNormalization(dtype=dtype, name="bn_hidden")(x)
+    return layers.LeakyReLU(LEAKY_SLOPE, dtype=dtype, name="lrelu_hidden")(x)
 
 
 def build_decoder(config: ArchConfig, dtype: str | None = None):
@@ -123,13 +161,29 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
 
     conv: the mirror of the encoder; the transposed convolutions double the bottleneck up to
     a multiple of 2^len(filters) and a Cropping2D trims it back to the exact input size
-    (e.g. 92 -> 46 -> 23 -> 12 down, 12 -> 96 up, cropped to 92).
+    (e.g. 92 -> 46 -> 23 -> 12 down, 12 -> 96 up, cropped to 92). infogan: dense 1024, BN, ReLU
+    -> dense 128 (H/4) (W/4), BN, ReLU -> deconv 64 4x4/2, BN, ReLU -> deconv C 4x4/2 (H/4
+    rounded up, then cropped the same way).
     """
     import keras
     from keras import layers
 
     height, width, channels = config.image_shape
     inputs = keras.Input(shape=(config.latent_dim,), name="z")
+    if config.architecture == "infogan":
+        _, conv2, dense = INFOGAN_WIDTHS
+        h, w = math.ceil(height / 4), math.ceil(width / 4)
+        x = inputs
+        for name, units in (("hidden", dense), ("unflatten_dense", conv2 * h * w)):
+            x = layers.Dense(units, dtype=dtype, name=name)(x)
+            x = layers.BatchNormalization(dtype=dtype, name=f"bn_{name}")(x)
+            x = layers.ReLU(dtype=dtype, name=f"relu_{name}")(x)
+        x = layers.Reshape((h, w, conv2), name="unflatten")(x)
+        x = layers.Conv2DTranspose(INFOGAN_WIDTHS[0], 4, strides=2, padding="same", dtype=dtype, name="deconv_0")(x)
+        x = layers.BatchNormalization(dtype=dtype, name="bn_deconv_0")(x)
+        x = layers.ReLU(dtype=dtype, name="relu_deconv_0")(x)
+        x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32", name="pixels")(x)
+        return keras.Model(inputs, _crop_to(x, (h * 4, w * 4), (height, width)), name="decoder")
     x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(inputs)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="dropout")(x)
@@ -144,12 +198,19 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
             x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", dtype=dtype,
                                        name=f"deconv_{i}")(x)
         x = layers.Conv2DTranspose(channels, 3, padding="same", dtype="float32", name="pixels")(x)
-        up_h, up_w = h * 2 ** len(config.filters), w * 2 ** len(config.filters)
-        if (up_h, up_w) != (height, width):
-            dh, dw = up_h - height, up_w - width
-            x = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name="crop")(x)
-        outputs = x
+        scale = 2 ** len(config.filters)
+        outputs = _crop_to(x, (h * scale, w * scale), (height, width))
     return keras.Model(inputs, outputs, name="decoder")
+
+
+def _crop_to(x, size: tuple[int, int], target: tuple[int, int]):
+    """Trim the (size) feature map ``x`` to ``target`` (H, W), centred: a Cropping2D named "crop"."""
+    from keras import layers
+
+    if size == target:
+        return x
+    dh, dw = size[0] - target[0], size[1] - target[1]
+    return layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name="crop")(x)
 
 
 @dataclass
@@ -160,6 +221,9 @@ class TrainedVae:
     encoder: Any
     decoder: Any
     config: ArchConfig
+    # gaussian: log gamma as trained (config.gamma "learned"); None: the config's fixed gamma.
+    learned_log_gamma: float | None = None
+
 
 
 def batch_slices(n: int, batch_size: int):

@@ -14,6 +14,7 @@ damaged file into one :class:`~vaelab.core.errors.VaelabError` naming it and the
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,7 @@ from vaelab.model.networks import ArchConfig, TrainedVae
 ENCODER_FILE = "encoder.keras"
 DECODER_FILE = "decoder.keras"
 CONFIG_FILE = "config.json"
+GAMMA_FILE = "gamma.json"  # a learned Gaussian gamma ({"log_gamma": ...}); absent otherwise
 PROGRESS_FILE = "progress.npy"
 PROGRESS_LATENTS_FILE = "progress_latents.npy"
 # The training loop's per-epoch metrics (nats per image), as the VAE model names them, and the
@@ -42,6 +44,8 @@ def save_vae(vae: TrainedVae, folder: str | Path) -> None:
     vae.encoder.save(folder / ENCODER_FILE)
     vae.decoder.save(folder / DECODER_FILE)
     (folder / CONFIG_FILE).write_text(vae.config.to_json() + "\n")
+    if vae.learned_log_gamma is not None:
+        (folder / GAMMA_FILE).write_text(json.dumps({"log_gamma": vae.learned_log_gamma}) + "\n")
 
 
 def load_vae(model_dir: str | Path) -> TrainedVae:
@@ -59,9 +63,11 @@ def load_vae(model_dir: str | Path) -> TrainedVae:
         config = ArchConfig.from_json((model_dir / CONFIG_FILE).read_text())
         encoder = keras.models.load_model(model_dir / ENCODER_FILE, compile=False)
         decoder = keras.models.load_model(model_dir / DECODER_FILE, compile=False)
+        learned = (float(json.loads((model_dir / GAMMA_FILE).read_text())["log_gamma"])
+                   if config.likelihood == "gaussian" and config.gamma == "learned" else None)
     except (ValueError, TypeError, KeyError, OSError) as error:
         raise VaelabError(f"model folder {model_dir} is damaged ({error}); delete it and re-run the train stage") from None
-    return TrainedVae(encoder=encoder, decoder=decoder, config=config)
+    return TrainedVae(encoder=encoder, decoder=decoder, config=config, learned_log_gamma=learned)
 
 
 def write_model_folder(vae: TrainedVae, progress: np.ndarray, progress_latents: np.ndarray,

@@ -9,8 +9,9 @@ from typing import Any, Mapping
 
 from vaelab.core.params import dataset_entry
 from vaelab.core.schema import REQUIRED, knob, parse_section, section
+from vaelab.model.losses import GAUSSIAN_SIGMA
 
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "infogan")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -27,6 +28,9 @@ class ModelChoice:
 
     architecture: str = knob("mlp", "choice", "the network (vaelab.model.networks)", choices=ARCHITECTURES)
     likelihood: str = knob("bernoulli", "choice", "the decoder's distribution of a pixel", choices=LIKELIHOODS)
+    gamma: float | str = knob(GAUSSIAN_SIGMA, "float", "gaussian only: the decoder's standard deviation gamma, fixed at this "
+                                            "value, or learned (Dai & Wipf 2019; log gamma starts at 0)",
+                              low=0.0, low_inclusive=False, choices=("learned",))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from keras import ops
 
 from vaelab.core.errors import VaelabError
 from vaelab.training.hardware import mixed_precision_policy
-from vaelab.model.losses import kl_per_image, reconstruction_nll_per_image
+from vaelab.model.losses import GAUSSIAN_SIGMA, kl_per_image, reconstruction_nll_per_image
 from vaelab.model.networks import ArchConfig, build_decoder, build_encoder, decoder_mean, to_uint8
 from vaelab.model.outputs import EPOCH_METRICS, HISTORY_COLUMNS
 
@@ -31,13 +31,19 @@ class VAE(keras.Model):
     so a restored backup continues the same noise stream.
     """
 
-    def __init__(self, encoder, decoder, likelihood: str, beta: float, seed: int, **kwargs):
+    def __init__(self, encoder, decoder, likelihood: str, beta: float, seed: int, gamma: float | str = GAUSSIAN_SIGMA,
+                 **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
+        self.gamma = gamma
         self.beta = float(beta)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # Dai & Wipf's learned gamma: one scalar, log gamma, from 0 (gamma = 1), trained with the
+        # networks and saved with them (it is a weight of this model, so backups keep it too).
+        self.log_gamma = (self.add_weight(shape=(), initializer="zeros", name="log_gamma")
+                          if likelihood == "gaussian" and gamma == "learned" else None)
         _, reconstruction, kl = EPOCH_METRICS
         self.reconstruction_tracker = keras.metrics.Mean(name=reconstruction)
         self.kl_tracker = keras.metrics.Mean(name=kl)
@@ -54,7 +60,8 @@ class VAE(keras.Model):
 
     def _terms(self, images, training):
         outputs, mean, log_var = self(images, training=training)
-        reconstruction = ops.mean(reconstruction_nll_per_image(self.likelihood, images, outputs))
+        reconstruction = ops.mean(reconstruction_nll_per_image(self.likelihood, images, outputs, self.gamma,
+                                                               self.log_gamma))
         kl = ops.mean(kl_per_image(mean, log_var))
         return reconstruction + self.beta * kl, reconstruction, kl
 
@@ -87,7 +94,7 @@ def build_vae(config: ArchConfig, train):
     call inside the distribution strategy's scope."""
     dtype = mixed_precision_policy(train.mixed_precision)
     vae = VAE(build_encoder(config, dtype), build_decoder(config, dtype),
-              likelihood=config.likelihood, beta=train.beta, seed=train.seed, name="vae")
+              likelihood=config.likelihood, beta=train.beta, seed=train.seed, gamma=config.gamma, name="vae")
     optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
     if dtype == "mixed_float16":  # float16 gradients underflow without it; bfloat16 has float32's range
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -201,7 +201,8 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     if len(rows) != train.epochs:
         raise RuntimeError(f"expected {train.epochs} epochs of history, got {len(rows)}")
     return TrainResult(
-        vae=TrainedVae(encoder=model.encoder, decoder=model.decoder, config=config),
+        vae=TrainedVae(encoder=model.encoder, decoder=model.decoder, config=config,
+                       learned_log_gamma=None if model.log_gamma is None else float(np.asarray(model.log_gamma))),
         history=rows, progress=np.stack(frames), progress_latents=latents,
         resumed_from_epoch=start_epoch, model=model,
     )
