@@ -7,12 +7,12 @@ After a sweep the DVC way, e.g.
           evaluate@mnist plot@mnist
     done; done
     dvc queue start -j 2          # wait for `dvc queue status` to show them done
-    dvc exp show --sort-by metrics/mnist.json:fid --sort-order asc
+    dvc exp show --sort-by metrics/mnist.json:prior.fid --sort-order asc
 
 this draws one panel per metric against the param, one line per value of ``--group``:
 
     python -m scripts.plot_sweep --param latent_dim --group datasets.mnist.model.architecture \\
-        --metrics fid,fid_gmm,precision,recall --out docs/results/sweep.png
+        --metrics prior.fid,gmm.fid,prior.precision,prior.recall --out docs/results/sweep.png
 
 It runs `dvc exp show --json` itself (or reads its saved output with ``--json``), flattens every
 experiment's params and metrics into one pandas table (printed, sorted by the first metric) and
@@ -63,8 +63,9 @@ def experiments_table(records: list[dict[str, Any]], metrics_file: str | None = 
         if state.get("rev") == "workspace" or not metrics or executor_state in ("queued", "running", "failed"):
             continue
         params = pd.json_normalize(_file_data(data.get("params"), None), sep=".").to_dict("records")
+        flat = pd.json_normalize(metrics, sep=".").to_dict("records")  # prior.fid, gmm.fid, ...
         rows.append({"experiment": state.get("name") or state["rev"][:7], "rev": state["rev"],
-                     "timestamp": data.get("timestamp"), **(params[0] if params else {}), **metrics})
+                     "timestamp": data.get("timestamp"), **(params[0] if params else {}), **flat[0]})
     return pd.DataFrame(rows)
 
 
@@ -120,7 +121,7 @@ def draw(frame, param: str, metrics: list[str], group: str | None, path: Path, l
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--param", required=True, help="the swept param, dotted (latent_dim)")
-    parser.add_argument("--metrics", required=True, help="comma-separated metric names (fid,fid_gmm)")
+    parser.add_argument("--metrics", required=True, help="comma-separated metric names, dotted (prior.fid,gmm.fid)")
     parser.add_argument("--group", help="a second param: one line per value (datasets.mnist.model.architecture)")
     parser.add_argument("--metrics-file", default=None, help="the metrics file to read (default: all)")
     parser.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")

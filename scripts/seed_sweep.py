@@ -1,6 +1,6 @@
 """Error bars the papers' way: the same experiment over several seeds, then mean ± std per metric.
 
-    python -m scripts.seed_sweep --seeds 0,1,2 --metrics fid,fid_gmm,precision,recall,test_elbo \
+    python -m scripts.seed_sweep --seeds 0,1,2 --metrics prior.fid,gmm.fid,prior.precision,test.elbo \
         -S datasets.mnist.model.architecture=conv -S latent_dim=16 --targets evaluate@mnist
 
 runs ``dvc exp run -n <name>-seed<k> -S seed=<k> [-S ...] [targets]`` for each seed in turn (a

@@ -2,9 +2,11 @@
 reconstructions, test ELBO, active units.
 
     python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
-        --density models/mnist.gmm.npz --reference data/reference/mnist.npz --out metrics/mnist.json
+        --density models/mnist.gmm.npz --reference data/reference/mnist.npz --out metrics/mnist.json \
+        --provenance metrics/mnist.provenance.json
 
-Writes flat JSON metrics (see :func:`vaelab.fid.evaluation.evaluate`) for `dvc metrics`.
+Writes the metrics, nested per sampler (see :func:`vaelab.fid.evaluation.evaluate`), for `dvc
+metrics`, and beside them what made them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from vaelab.core.errors import VaelabError
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = stage_parser(__doc__, ("data", "models", "density", "reference"), out="metrics .json to write")
+    parser.add_argument("--provenance", required=True,
+                        help="what made the metrics (network, weights and hash, preprocessing, counts): .json to write")
     return parser.parse_args(argv)
 
 
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     def sampler(z):
         return lambda start, count: networks.decode_uint8(vae, z[start:start + count], batch)
 
-    metrics = evaluate(
+    result = evaluate(
         samplers={name: sampler(z) for name, z in latents.items()},
         num_samples=fid.num_samples,
         reconstruct_batch=lambda images: networks.reconstruct_uint8(vae, images, batch),
@@ -76,11 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         encode_mean=lambda images: networks.encode_mean(vae, images, batch),
         reference=reference, extractor=extractor, batch_size=fid.batch_size, seed=params.seed,
     )
-    write_metrics(metrics, args.out)
+    write_metrics(result.provenance, args.provenance)
+    write_metrics(result.metrics, args.out)
+    metrics = result.metrics
     logging.getLogger(__name__).info(
-        "%s: fid %.3f (gmm %.3f), precision %.3f, recall %.3f, fid_reconstruction %.3f, test_elbo %.2f nats -> %s",
-        args.dataset, metrics["fid"], metrics["fid_gmm"], metrics["precision"], metrics["recall"],
-        metrics["fid_reconstruction"], metrics["test_elbo"], args.out)
+        "%s: fid %s, precision %.3f, recall %.3f (prior), reconstruction fid %.3f, test elbo %.2f nats -> %s",
+        args.dataset, ", ".join(f"{name} {metrics[name]['fid']:.3f}" for name in latents),
+        metrics["prior"]["precision"], metrics["prior"]["recall"], metrics["reconstruction"]["fid"],
+        metrics["test"]["elbo"], args.out)
 
 
 if __name__ == "__main__":

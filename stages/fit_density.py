@@ -4,7 +4,7 @@
         --models models/mnist --out models/mnist.gmm.npz
 
 The ex-post density of Ghosh et al. (2020) (see :mod:`vaelab.model.density`), fitted once per model;
-the evaluate stage (fid_gmm, precision_gmm, recall_gmm) and the plot stage (samples_gmm.png)
+the evaluate stage (gmm.fid, gmm.precision, gmm.recall, ...) and the plot stage (samples_gmm.png)
 both sample from this file.
 """
 

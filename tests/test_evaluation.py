@@ -112,33 +112,37 @@ def run_evaluate(test_images, reference, extractor, generate_batch, reconstruct_
 
 def test_evaluate_perfect_model_scores_zero(test_images, reference, extractor):
     # A "model" that generates exactly the test images and reconstructs perfectly.
-    metrics = run_evaluate(test_images, reference, extractor,
-                           generate_batch=lambda start, count: test_images[start:start + count],
-                           reconstruct_batch=lambda x: x)
-    assert metrics["fid"] == pytest.approx(0.0, abs=1e-9)
-    assert metrics["precision"] == 1.0 and metrics["recall"] == 1.0
-    assert metrics["pr_num_samples"] == 60 and metrics["pr_k"] == 3
-    assert metrics["fid_reconstruction"] == pytest.approx(0.0, abs=1e-9)
+    result = run_evaluate(test_images, reference, extractor,
+                          generate_batch=lambda start, count: test_images[start:start + count],
+                          reconstruct_batch=lambda x: x)
+    metrics, provenance = result.metrics, result.provenance
+    assert metrics["prior"]["fid"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["prior"]["precision"] == 1.0 and metrics["prior"]["recall"] == 1.0
+    assert provenance["pr_num_samples"] == 60 and provenance["pr_k"] == 3
+    assert metrics["reconstruction"]["fid"] == pytest.approx(0.0, abs=1e-9)
     # Unbiased KID of a set against itself is not exactly 0 (the cross term keeps its diagonal) but small.
-    assert abs(metrics["kid"]) < 0.01
-    assert metrics["test_elbo"] == -12.5 and metrics["test_reconstruction"] == 10.0 and metrics["test_kl"] == 2.5
-    assert metrics["active_units"] == 2
-    assert metrics["fid_num_samples"] == 60 and metrics["fid_num_reference"] == 60
-    assert metrics["feature_weights"] == "stand-in(seed=0)" and metrics["fid_feature_dims"] == 8
+    assert abs(metrics["prior"]["kid"]) < 0.01
+    assert metrics["test"] == {"elbo": -12.5, "reconstruction": 10.0, "kl": 2.5, "active_units": 2}
+    assert provenance["fid_num_samples"] == 60 and provenance["fid_num_reference"] == 60
+    assert provenance["feature_weights"] == "stand-in(seed=0)" and provenance["fid_feature_dims"] == 8
+    # The metrics hold numbers only: every string is provenance.
+    assert set(metrics) == {"prior", "reconstruction", "test"}
+    assert all(isinstance(v, (int, float)) for part in metrics.values() for v in part.values())
 
 
 def test_evaluate_bad_model_scores_worse(test_images, reference, extractor):
     dark = lambda x: (x // 4).astype(np.uint8)  # noqa: E731
     noise = images(200, seed=3)
-    metrics = run_evaluate(test_images, reference, extractor,
-                           generate_batch=lambda start, count: noise[start:start + count],
-                           reconstruct_batch=dark, num_samples=200)
+    result = run_evaluate(test_images, reference, extractor,
+                          generate_batch=lambda start, count: noise[start:start + count],
+                          reconstruct_batch=dark, num_samples=200)
+    metrics = result.metrics
     # The generator is the same distribution as the test images (uniform noise), the reconstructions are not.
-    assert metrics["fid_reconstruction"] > 10 * metrics["fid"] > 0
+    assert metrics["reconstruction"]["fid"] > 10 * metrics["prior"]["fid"] > 0
     reconstructed = compute_reference(dark(test_images), extractor, 25, 0, progress=False)
-    assert metrics["fid_reconstruction"] == pytest.approx(
+    assert metrics["reconstruction"]["fid"] == pytest.approx(
         frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu, reference.sigma), rel=1e-9)
-    assert metrics["fid_num_samples"] == 200
+    assert result.provenance["fid_num_samples"] == 200
 
 
 def test_every_sampler_gets_fid_kid_precision_and_recall(test_images, reference, extractor):
@@ -146,24 +150,26 @@ def test_every_sampler_gets_fid_kid_precision_and_recall(test_images, reference,
     metrics = run_evaluate(test_images, reference, extractor,
                            generate_batch=lambda start, count: test_images[start:start + count],
                            reconstruct_batch=lambda x: x,
-                           gmm=lambda start, count: collapsed[start:start + count])
-    assert metrics["fid"] == pytest.approx(0.0, abs=1e-9)
+                           gmm=lambda start, count: collapsed[start:start + count]).metrics
+    assert metrics["prior"]["fid"] == pytest.approx(0.0, abs=1e-9)
     # A collapsed set has zero covariance: FID = |mu_ref - f(x0)|^2 + tr(sigma_ref).
     f0 = np.concatenate(list(compute_activations(test_images[:1], extractor, progress=False)))[0].astype(np.float64)
-    assert metrics["fid_gmm"] == pytest.approx(np.sum((reference.mu - f0) ** 2) + np.trace(reference.sigma), rel=1e-6)
+    gmm = metrics["gmm"]
+    assert gmm["fid"] == pytest.approx(np.sum((reference.mu - f0) ** 2) + np.trace(reference.sigma), rel=1e-6)
     # A collapsed sampler sits on one real point: precise, but it recalls 1 real image of 60.
-    assert (metrics["precision_gmm"], metrics["recall_gmm"]) == (1.0, 1 / 60)
-    assert metrics["kid_gmm"] > metrics["kid"]
-    assert {"fid", "kid", "precision", "recall", "fid_gmm", "kid_gmm", "precision_gmm", "recall_gmm"} <= set(metrics)
+    assert (gmm["precision"], gmm["recall"]) == (1.0, 1 / 60)
+    assert gmm["kid"] > metrics["prior"]["kid"]
+    # Every sampler, the same four metrics.
+    assert set(metrics["prior"]) == set(gmm) == {"fid", "kid", "precision", "recall"}
 
 
 def test_precision_recall_use_equally_many_points_of_each_set(test_images, reference, extractor):
     many = images(150, seed=8)
-    metrics = run_evaluate(test_images, reference, extractor,
-                           generate_batch=lambda start, count: many[start:start + count],
-                           reconstruct_batch=lambda x: x, num_samples=150)
-    assert metrics["fid_num_samples"] == 150 and metrics["pr_num_samples"] == 60
-    assert 0.0 < metrics["precision"] <= 1.0 and 0.0 < metrics["recall"] <= 1.0
+    result = run_evaluate(test_images, reference, extractor,
+                          generate_batch=lambda start, count: many[start:start + count],
+                          reconstruct_batch=lambda x: x, num_samples=150)
+    assert result.provenance["fid_num_samples"] == 150 and result.provenance["pr_num_samples"] == 60
+    assert 0.0 < result.metrics["prior"]["precision"] <= 1.0 and 0.0 < result.metrics["prior"]["recall"] <= 1.0
 
 
 def test_evaluate_refuses_reference_of_another_network(test_images, reference):
@@ -172,10 +178,10 @@ def test_evaluate_refuses_reference_of_another_network(test_images, reference):
         run_evaluate(test_images, reference, other, lambda s, c: test_images[s:s + c], lambda x: x)
 
 
-def test_write_metrics_flat_json(tmp_path):
+def test_write_metrics_nested_json(tmp_path):
     path = tmp_path / "metrics" / "mnist.json"
-    write_metrics({"fid": 1.5, "kid": float("nan"), "active_units": 2, "feature_weights": "imagenet"}, path)
-    assert json.loads(path.read_text()) == {"fid": 1.5, "kid": None, "active_units": 2, "feature_weights": "imagenet"}
+    write_metrics({"prior": {"fid": 1.5, "kid": float("nan")}, "test": {"active_units": 2}}, path)
+    assert json.loads(path.read_text()) == {"prior": {"fid": 1.5, "kid": None}, "test": {"active_units": 2}}
 
 
 # ---- the stage CLIs, on a tiny prepared dataset, random Inception weights at 75 px -------------------------
@@ -223,27 +229,33 @@ def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_
     # The one subprocess: the stage as DVC runs it.
     out = tmp_path / "metrics" / "tiny.json"
     args = ["--dataset", "tiny", "--data", str(inputs["data"]), "--models", str(inputs["models"]),
-            "--density", str(inputs["density"]), "--reference", str(reference), "--out", str(out)]
+            "--density", str(inputs["density"]), "--reference", str(reference), "--out", str(out),
+            "--provenance", str(tmp_path / "metrics" / "tiny.provenance.json")]
     result = subprocess.run([sys.executable, "-m", "stages.evaluate", *args, "--params", str(inputs["params"])],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
-    for key in ("fid", "fid_gmm", "fid_reconstruction", "kid", "kid_gmm", "test_elbo", "test_reconstruction", "test_kl",
-                "precision", "recall", "precision_gmm", "recall_gmm"):
-        assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
-    assert metrics["fid"] > 0 and metrics["test_elbo"] < 0
-    assert 0 <= metrics["active_units"] <= 2
-    assert metrics["fid_num_samples"] == 40 and metrics["feature_network"] == "random"
+    for sampler in ("prior", "gmm"):
+        for key in ("fid", "kid", "precision", "recall"):
+            assert isinstance(metrics[sampler][key], float) and np.isfinite(metrics[sampler][key]), (sampler, key)
+    for key in ("elbo", "reconstruction", "kl"):
+        assert isinstance(metrics["test"][key], float) and np.isfinite(metrics["test"][key]), key
+    assert np.isfinite(metrics["reconstruction"]["fid"])
+    assert metrics["prior"]["fid"] > 0 and metrics["test"]["elbo"] < 0
+    assert 0 <= metrics["test"]["active_units"] <= 2
+    provenance = json.loads((tmp_path / "metrics" / "tiny.provenance.json").read_text())
+    assert provenance["fid_num_samples"] == 40 and provenance["feature_network"] == "random"
+    assert provenance["feature_weights"] == "he-normal(seed=7)"
     # One output format, and none of TensorFlow's C++ start-up lines.
     lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line and "|" not in line]
     assert lines[0].startswith("info: TensorFlow ") and "runs on" in lines[0]
-    assert lines[-1].startswith(f"info: tiny: fid {metrics['fid']:.3f} (gmm {metrics['fid_gmm']:.3f})")
+    assert lines[-1].startswith(f"info: tiny: fid prior {metrics['prior']['fid']:.3f}, gmm {metrics['gmm']['fid']:.3f}")
     assert all(line.split(":")[0] in ("info", "warning") for line in lines), lines
     assert not any(marker in result.stderr for marker in ("I0000", "E0000", "absl::", "cuInit", "oneDNN"))
 
     # Reproducible: the same params and seed give the same metrics, to the last digit.
     again = tmp_path / "metrics" / "again.json"
-    evaluate_stage.main([*args[:-1], str(again), "--params", str(inputs["params"])])
+    evaluate_stage.main([str(again) if arg == str(out) else arg for arg in args] + ["--params", str(inputs["params"])])
     assert again.read_text() == out.read_text()
 
     # Reference statistics made with other FID settings: one clear error before any work, nothing written.

@@ -101,11 +101,15 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     history = (repo / "plots/mnist/history.csv").read_text().splitlines()
     assert history[0].split(",")[0] == "epoch" and len(history) == 1 + 2
     metrics = json.loads((repo / "metrics/mnist.json").read_text())
-    for key in ("fid", "fid_gmm", "fid_reconstruction", "test_elbo", "test_reconstruction", "test_kl",
-                "precision", "recall", "precision_gmm", "recall_gmm"):
-        assert np.isfinite(metrics[key]), key
-    assert metrics["fid"] > 0
-    assert metrics["test_elbo"] < 0  # a log-likelihood bound of 784 pixels
+    for sampler in ("prior", "gmm"):
+        for key in ("fid", "kid", "precision", "recall"):
+            assert np.isfinite(metrics[sampler][key]), (sampler, key)
+    for key in ("elbo", "reconstruction", "kl"):
+        assert np.isfinite(metrics["test"][key]), key
+    assert np.isfinite(metrics["reconstruction"]["fid"]) and metrics["prior"]["fid"] > 0
+    assert metrics["test"]["elbo"] < 0  # a log-likelihood bound of 784 pixels
+    provenance = json.loads((repo / "metrics/mnist.provenance.json").read_text())
+    assert provenance["feature_network"] == "random" and provenance["fid_num_samples"] == 64
     images = {p.name for p in (repo / "plots/mnist/images").iterdir()}
     assert {"loss_curves.png", "samples.png", "samples_gmm.png", "reconstructions.png", "progress.gif"} <= images
 
@@ -123,33 +127,35 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
 
     diff = _dvc("metrics", "diff", "--json", cwd=repo, env=env)
     changed = json.loads(diff)["metrics/mnist.json"]
-    assert "fid" in changed and changed["fid"]["diff"] != 0
-    # The sample-quality metrics of both runs, side by side in `dvc metrics diff --all` (which also
-    # lists the unchanged ones).
+    assert "prior.fid" in changed and changed["prior.fid"]["diff"] != 0
+    # Every sampler's metrics, side by side in `dvc metrics diff --all` (which also lists the
+    # unchanged ones), and no provenance strings among them.
     every = json.loads(_dvc("metrics", "diff", "--all", "--json", cwd=repo, env=env))["metrics/mnist.json"]
-    assert {"fid_gmm", "kid_gmm", "precision", "recall", "precision_gmm", "recall_gmm"} <= set(every)
-    assert every["fid_gmm"]["old"] == pytest.approx(metrics["fid_gmm"]) and every["fid"] == changed["fid"]
-    assert changed["fid"]["old"] == pytest.approx(metrics["fid"])
+    assert {f"{sampler}.{key}" for sampler in ("prior", "gmm") for key in ("fid", "kid", "precision", "recall")} \
+        <= set(every)
+    assert not any("feature" in key or "weights" in key for key in every), sorted(every)
+    assert every["gmm.fid"]["old"] == pytest.approx(metrics["gmm"]["fid"]) and every["prior.fid"] == changed["prior.fid"]
+    assert changed["prior.fid"]["old"] == pytest.approx(metrics["prior"]["fid"])
 
     exp_diff = _dvc("exp", "diff", cwd=repo, env=env)
-    assert "latent_dim" in exp_diff and "fid" in exp_diff
+    assert "latent_dim" in exp_diff and "prior.fid" in exp_diff
 
     # The sweep figure from real `dvc exp show --json` output: the baseline (2) and the experiment (3).
     out = _run([sys.executable, "-m", "scripts.plot_sweep", "--param", "latent_dim", "--metrics",
-                "fid,fid_gmm,precision,recall", "--out", "sweep.png"], repo, env)
+                "prior.fid,gmm.fid,prior.precision,prior.recall", "--out", "sweep.png"], repo, env)
     rows = [line.split() for line in out.splitlines()[1:-1]]
     assert sorted(int(row[1]) for row in rows) == [2, 3], out
     assert (repo / "sweep.png").stat().st_size > 10_000
 
     # Error bars: a seed sweep re-runs training and after, never the data stages or the reference
     # statistics, and ends in mean ± std per metric.
-    out = _run([sys.executable, "-m", "scripts.seed_sweep", "--seeds", "5,6", "--metrics", "fid,test_elbo",
+    out = _run([sys.executable, "-m", "scripts.seed_sweep", "--seeds", "5,6", "--metrics", "prior.fid,test.elbo",
                 "--targets", "evaluate@mnist"], repo, env)
     for stage in ("download", "preprocess", "reference_stats"):
         assert out.count(f"Stage '{stage}@mnist' didn't change, skipping") == 2, out[-3000:]
     assert out.count("Running stage 'train@mnist'") == 2
     summary = [line for line in out.splitlines() if "(mean ± std over 2 seeds)" in line]
-    assert [line.split(":")[0] for line in summary] == ["fid", "test_elbo"], out[-2000:]
+    assert [line.split(":")[0] for line in summary] == ["prior.fid", "test.elbo"], out[-2000:]
 
     _dvc("plots", "show", "-o", "report", cwd=repo, env=env)
     html = (repo / "report/index.html").read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -90,22 +91,33 @@ def sample_metrics(samples: FeatureStats, reference: FeatureStats, seed: int,
     return metrics
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluate writes: ``metrics``, the numbers, nested per sampler so that `dvc metrics diff`
+    and `dvc exp show` set them side by side (``prior.fid``, ``gmm.fid``, ...), and ``provenance``,
+    what made them (the feature network, its weights and their hash, preprocessing, precision,
+    sample counts): a sibling file, so the tables stay narrow."""
+
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+
+
 def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_samples: int,
              reconstruct_batch: Callable[[np.ndarray], np.ndarray], test_images: np.ndarray,
              elbo: Callable[[np.ndarray], Mapping[str, float]], encode_mean: Callable[[np.ndarray], np.ndarray],
              reference: FeatureStats, extractor: FeatureExtractor, batch_size: int, seed: int = 0,
-             progress: bool = True) -> dict[str, Any]:
-    """All metrics of one model as a flat dict (numbers, plus strings naming the features).
+             progress: bool = True) -> Evaluation:
+    """All metrics of one model (:class:`Evaluation`).
 
-    * for each ``samplers`` entry ``name: generate_batch(start, count)`` (``prior``: decoded
-      N(0, I) samples; ``gmm``: decoded samples of the ex-post density), ``num_samples`` images
-      against ``reference``: ``fid``, ``kid``, ``precision``, ``recall`` (k = 3), suffixed
-      ``_<name>`` except for ``prior`` (``fid_gmm``, ...);
-    * ``fid_reconstruction``: ``reconstruct_batch`` of every test image against ``reference``;
-    * ``test_elbo``, ``test_reconstruction``, ``test_kl``: ``elbo(test_images)`` (nats per image);
-    * ``active_units``: see :func:`active_units`, from ``encode_mean(test_images)``;
-    * metadata: fid_num_samples, fid_num_reference, pr_num_samples (points per manifold), pr_k,
-      and the feature network, weights, preprocessing, precision, size, dims.
+    * ``metrics[<sampler>]`` for each ``samplers`` entry ``name: generate_batch(start, count)``
+      (``prior``: decoded N(0, I) samples; ``gmm``: decoded samples of the ex-post density; any
+      sampler added later alike), ``num_samples`` images against ``reference``: ``fid``, ``kid``,
+      ``precision``, ``recall`` (k = 3);
+    * ``metrics["reconstruction"]["fid"]``: ``reconstruct_batch`` of every test image;
+    * ``metrics["test"]``: ``elbo``, ``reconstruction``, ``kl`` of ``elbo(test_images)`` (nats per
+      image) and ``active_units`` (:func:`active_units`, from ``encode_mean(test_images)``);
+    * ``provenance``: the feature metadata and fid_num_samples, fid_num_reference, pr_num_samples
+      (points per manifold), pr_k.
     """
     check_reference(reference, extractor.metadata)
     metrics: dict[str, Any] = {}
@@ -115,33 +127,29 @@ def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_sa
         samples = compute_statistics(generated_batches(generate_batch, num_samples, batch_size), extractor,
                                      batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
                                      seed=seed, description=f"{name} sample features")
-        suffix = "" if name == "prior" else f"_{name}"
-        metrics.update({f"{key}{suffix}": value
-                        for key, value in sample_metrics(samples, reference, seed, radii_cache).items()})
+        metrics[name] = sample_metrics(samples, reference, seed, radii_cache)
         pr_points = min(len(samples.sample), len(reference.sample))
     reconstructed = compute_statistics(mapped_batches(test_images, reconstruct_batch, batch_size), extractor,
                                        batch_size, progress=progress, total=len(test_images),
                                        description="reconstruction features")
-    metrics["fid_reconstruction"] = frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
-                                                     reference.sigma)
+    metrics["reconstruction"] = {"fid": frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
+                                                         reference.sigma)}
     terms = elbo(test_images)
-    metrics.update({
-        "test_elbo": float(terms["elbo"]),
-        "test_reconstruction": float(terms["reconstruction"]),
-        "test_kl": float(terms["kl"]),
-        "active_units": active_units(encode_mean(test_images)),
-        "fid_num_samples": int(num_samples),
-        "fid_num_reference": int(reference.n),
-        "pr_num_samples": int(pr_points),
-        "pr_k": DEFAULT_K,
-    })
-    metrics.update(extractor.metadata)
-    return metrics
+    metrics["test"] = {"elbo": float(terms["elbo"]), "reconstruction": float(terms["reconstruction"]),
+                       "kl": float(terms["kl"]), "active_units": active_units(encode_mean(test_images))}
+    provenance = {**extractor.metadata, "fid_num_samples": int(num_samples), "fid_num_reference": int(reference.n),
+                  "pr_num_samples": int(pr_points), "pr_k": DEFAULT_K}
+    return Evaluation(metrics=metrics, provenance=provenance)
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite numbers as null (JSON has no NaN), through nested mappings."""
+    if isinstance(value, Mapping):
+        return {key: _json_safe(v) for key, v in value.items()}
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
-    """Flat JSON, atomically. Non-finite numbers become null (JSON has no NaN)."""
-    clean = {key: (None if isinstance(value, float) and not np.isfinite(value) else value)
-             for key, value in metrics.items()}
+    """JSON (nested mappings allowed), atomically. Non-finite numbers become null."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(clean, indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
