@@ -136,7 +136,8 @@ def write_archives(kind: str, folder: Path, scale: float = 1.0) -> list[Path]:
 SMOKE_PARAMS = {"epochs": 1, "batch_size": 32, "hidden_dim": 16, "conv": {"filters": [8, 16], "dropout": 0.0},
                 "fid": {"network": "random", "num_samples": 32, "batch_size": 16, "image_size": 75,
                         "precision": "float32"},
-                "gmm": {"components": 2}, "plots": {"tsne": False, "num_latent_points": 64}}
+                "gmm": {"components": 2}, "two_stage": {"epochs": 1, "width": 16, "learning_rate": 0.001},
+                "plots": {"tsne": False, "num_latent_points": 64}}
 
 
 def make_repo(repo: Path, dataset: str, quick: bool = False, smoke: bool = False) -> None:

@@ -215,17 +215,40 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
     data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),
             "CIFAR-10": rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)}
     rates = {}
-    for name, architecture in (("MNIST", "mlp"), ("MNIST", "conv"), ("CIFAR-10", "mlp"), ("CIFAR-10", "conv")):
+    for name, architecture in ((name, arch) for name in ("MNIST", "CIFAR-10") for arch in ("mlp", "conv", "infogan")):
         images = data[name]
         config = ArchConfig(image_shape=images.shape[1:], latent_dim=model.latent_dim,
                             hidden_dim=model.hidden_dim, architecture=architecture,
                             filters=model.conv.filters, dropout=model.conv.dropout)
         for precision in ("float32", "mixed") if mixed_too else ("float32",):
             setting = dataclasses.replace(default, mixed_precision=precision == "mixed")
-            label = f"{name} {architecture:4s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
+            label = f"{name} {architecture:7s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
             rates[label] = (0.0 if bfloat16_is_emulated(setting.mixed_precision)
                             else ours_runner(images, steps, config, setting)[0]())
     return rates
+
+
+def model_latent_dim() -> int:
+    from vaelab.params import load_params
+
+    return load_params(Path(__file__).resolve().parents[1] / "params.yaml").dataset("mnist").model.latent_dim
+
+
+def two_stage_fit_seconds(steps: int, n_codes: int) -> tuple[float, int, int]:
+    """Wall seconds of fitting the Two-Stage VAE's second stage (committed two_stage params, one
+    epoch per ``steps`` batches' worth of codes is the unit) on ``n_codes`` random posteriors."""
+    from vaelab.model.two_stage import fit_two_stage
+    from vaelab.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    second = dataclasses.replace(params.two_stage, epochs=1)
+    rng = np.random.default_rng(0)
+    latent_dim = params.dataset("mnist").model.latent_dim
+    n = min(n_codes, steps * params.shared.batch_size)
+    means = rng.standard_normal((n, latent_dim)).astype(np.float32)
+    start = time.perf_counter()
+    fit_two_stage(means, np.full_like(means, -2.0), second, seed=0, batch_size=params.shared.batch_size)
+    return time.perf_counter() - start, 1, n
 
 
 def compare_allocators(steps: int, rounds: int, n_mnist: int, n_cifar: int) -> None:
@@ -335,6 +358,10 @@ def main() -> None:
             print(f"ours, default params, {model}: {rate:8.0f} images/s = {FULL[model.split()[0]] / rate:6.1f} s per "
                   f"epoch of {FULL[model.split()[0]]:,} images" if rate else f"ours, default params, {model}: skipped, "
                   f"this CPU has no bfloat16 hardware (see the comparison above)")
+    if not args.skip_defaults:
+        seconds, epochs, n = two_stage_fit_seconds(args.steps, n_mnist)
+        print(f"two-stage sampler (two_stage params as committed, latent {model_latent_dim()}): {seconds:.1f} s for "
+              f"{epochs} epoch(s) of {n:,} codes = {seconds / epochs:.1f} s per epoch")
     if args.allocator_rounds:
         compare_allocators(args.steps, args.allocator_rounds, n_mnist, n_cifar)
     print(f"reproduce: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")

@@ -19,7 +19,8 @@ from vaelab.core.errors import VaelabError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = stage_parser(__doc__, ("data", "models", "density", "reference"), out="metrics .json to write")
+    parser = stage_parser(__doc__, ("data", "models", "density", "two_stage", "reference"),
+                          out="metrics .json to write")
     parser.add_argument("--provenance", required=True,
                         help="what made the metrics (network, weights and hash, preprocessing, counts): .json to write")
     return parser.parse_args(argv)
@@ -45,11 +46,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.model import networks
     from vaelab.core.prepared import load_prepared
-    from vaelab.model.density import load_density, sample_density
     from vaelab.model.losses import elbo_terms
     from vaelab.model.outputs import load_vae
+    from vaelab.model.samplers import load_samplers
 
-    density = load_density(args.density)
     data = load_prepared(args.data)
     start_tensorflow()
     vae = load_vae(args.models)
@@ -58,13 +58,10 @@ def main(argv: list[str] | None = None) -> None:
             f"model {args.models} takes images of shape {tuple(vae.config.image_shape)} but {args.data} holds "
             f"{tuple(data.x_test.shape[1:])}; re-run `dvc repro train@{args.dataset}`"
         )
-    if density.latent_dim != vae.config.latent_dim:
-        raise VaelabError(f"latent density {args.density} is {density.latent_dim}-d but the model's latent space is "
-                          f"{vae.config.latent_dim}-d; re-run `dvc repro fit_density@{args.dataset}`")
+    samplers = load_samplers(vae.config.latent_dim, args.density, args.two_stage, args.dataset)
     extractor = build_feature_extractor(fid.network, fid.image_size, params.data_seed, fid.precision, weights)
     # All latent points at once: (num_samples, latent_dim) floats are small; their images are not.
-    latents = {"prior": networks.sample_prior(vae.config.latent_dim, fid.num_samples, params.seed),
-               "gmm": sample_density(density, fid.num_samples, params.seed)}
+    latents = {name: draw(fid.num_samples, params.seed) for name, draw in samplers.items()}
     batch = params.batch_size
 
     def sampler(z):

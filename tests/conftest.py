@@ -55,6 +55,7 @@ def tiny_params(**overrides: Any) -> dict:
     params["conv"] = {"filters": [8, 16], "dropout": 0.0}
     params["fid"] = {"network": "random", "num_samples": 64, "batch_size": 32, "image_size": 75, "precision": "float32"}
     params["gmm"] = {"components": 3}
+    params["two_stage"] = {"epochs": 1, "width": 16, "learning_rate": 0.001}
     params["plots"] = {"tsne": False, "num_latent_points": 64}
     for key, value in overrides.items():
         if isinstance(value, dict) and key != "datasets" and isinstance(params.get(key), dict):

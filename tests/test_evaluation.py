@@ -209,7 +209,13 @@ def tiny_stage_inputs(tmp_path, write_params):
     save_vae(networks.TrainedVae(networks.build_encoder(config), networks.build_decoder(config), config), model_dir)
     density = tmp_path / "models" / "tiny.gmm.npz"
     save_density(fit_density(np.random.default_rng(0).standard_normal((50, 2)), components=3, seed=0), density)
-    return {"data": prepared, "models": model_dir, "density": density, "params": params_path}
+    from vaelab.model.two_stage import TwoStageParams, fit_two_stage, save_two_stage
+
+    codes = np.random.default_rng(1).standard_normal((50, 2)).astype(np.float32)
+    two_stage = tmp_path / "models" / "tiny.two_stage"
+    save_two_stage(fit_two_stage(codes, np.full_like(codes, -2.0), TwoStageParams(epochs=1, width=8), seed=0,
+                                 batch_size=25), two_stage)
+    return {"data": prepared, "models": model_dir, "density": density, "two_stage": two_stage, "params": params_path}
 
 
 @pytest.mark.slow
@@ -229,13 +235,14 @@ def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_
     # The one subprocess: the stage as DVC runs it.
     out = tmp_path / "metrics" / "tiny.json"
     args = ["--dataset", "tiny", "--data", str(inputs["data"]), "--models", str(inputs["models"]),
-            "--density", str(inputs["density"]), "--reference", str(reference), "--out", str(out),
+            "--density", str(inputs["density"]), "--two-stage", str(inputs["two_stage"]),
+            "--reference", str(reference), "--out", str(out),
             "--provenance", str(tmp_path / "metrics" / "tiny.provenance.json")]
     result = subprocess.run([sys.executable, "-m", "stages.evaluate", *args, "--params", str(inputs["params"])],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
-    for sampler in ("prior", "gmm"):
+    for sampler in ("prior", "gmm", "two_stage"):
         for key in ("fid", "kid", "precision", "recall"):
             assert isinstance(metrics[sampler][key], float) and np.isfinite(metrics[sampler][key]), (sampler, key)
     for key in ("elbo", "reconstruction", "kl"):
@@ -249,7 +256,8 @@ def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_
     # One output format, and none of TensorFlow's C++ start-up lines.
     lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line and "|" not in line]
     assert lines[0].startswith("info: TensorFlow ") and "runs on" in lines[0]
-    assert lines[-1].startswith(f"info: tiny: fid prior {metrics['prior']['fid']:.3f}, gmm {metrics['gmm']['fid']:.3f}")
+    assert lines[-1].startswith(f"info: tiny: fid prior {metrics['prior']['fid']:.3f}, gmm {metrics['gmm']['fid']:.3f}, "
+                                f"two_stage {metrics['two_stage']['fid']:.3f}")
     assert all(line.split(":")[0] in ("info", "warning") for line in lines), lines
     assert not any(marker in result.stderr for marker in ("I0000", "E0000", "absl::", "cuInit", "oneDNN"))
 

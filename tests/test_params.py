@@ -138,7 +138,8 @@ def test_every_top_level_key_has_one_schema():
         module = importlib.import_module(module_name)
         for cls in vars(module).values():
             if dataclasses.is_dataclass(cls) and isinstance(cls, type) and cls.__module__ == module_name and knobs(cls):
-                top = {"ConvParams": "conv", "GmmParams": "gmm", "FidParams": "fid", "PlotParams": "plots"}
+                top = {"ConvParams": "conv", "GmmParams": "gmm", "FidParams": "fid", "PlotParams": "plots",
+                       "TwoStageParams": "two_stage"}
                 names = [top[cls.__name__]] if cls.__name__ in top else list(knobs(cls))
                 if cls.__name__ in ("DataParams", "ModelChoice"):  # datasets.<name>.data / .model
                     names = ["datasets"]

@@ -101,7 +101,7 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     history = (repo / "plots/mnist/history.csv").read_text().splitlines()
     assert history[0].split(",")[0] == "epoch" and len(history) == 1 + 2
     metrics = json.loads((repo / "metrics/mnist.json").read_text())
-    for sampler in ("prior", "gmm"):
+    for sampler in ("prior", "gmm", "two_stage"):
         for key in ("fid", "kid", "precision", "recall"):
             assert np.isfinite(metrics[sampler][key]), (sampler, key)
     for key in ("elbo", "reconstruction", "kl"):
@@ -111,7 +111,8 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     provenance = json.loads((repo / "metrics/mnist.provenance.json").read_text())
     assert provenance["feature_network"] == "random" and provenance["fid_num_samples"] == 64
     images = {p.name for p in (repo / "plots/mnist/images").iterdir()}
-    assert {"loss_curves.png", "samples.png", "samples_gmm.png", "reconstructions.png", "progress.gif"} <= images
+    assert {"loss_curves.png", "samples.png", "samples_gmm.png", "samples_two_stage.png", "reconstructions.png",
+            "progress.gif"} <= images
 
     # A second repro has nothing to do.
     assert "Data and pipelines are up to date." in _dvc("repro", cwd=repo, env=env)
@@ -131,7 +132,7 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     # Every sampler's metrics, side by side in `dvc metrics diff --all` (which also lists the
     # unchanged ones), and no provenance strings among them.
     every = json.loads(_dvc("metrics", "diff", "--all", "--json", cwd=repo, env=env))["metrics/mnist.json"]
-    assert {f"{sampler}.{key}" for sampler in ("prior", "gmm") for key in ("fid", "kid", "precision", "recall")} \
+    assert {f"{sampler}.{key}" for sampler in ("prior", "gmm", "two_stage") for key in ("fid", "kid", "precision", "recall")} \
         <= set(every)
     assert not any("feature" in key or "weights" in key for key in every), sorted(every)
     assert every["gmm.fid"]["old"] == pytest.approx(metrics["gmm"]["fid"]) and every["prior.fid"] == changed["prior.fid"]

@@ -67,9 +67,12 @@ def fake_model(shape, latent_dim, seed=0) -> ModelFunctions:
     def sample_density(n):  # a narrower Gaussian around a shifted centre: a stand-in mixture
         return (0.5 * np.random.default_rng(seed + 1).standard_normal((n, latent_dim)) + 0.3).astype(np.float32)
 
+    def sample_second(n):  # another stand-in sampler
+        return (0.8 * np.random.default_rng(seed + 2).standard_normal((n, latent_dim)) - 0.2).astype(np.float32)
+
     return ModelFunctions(latent_dim, encode, decode,
                           lambda n: np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32),
-                          sample_density, "stand-in density")
+                          {"gmm": (sample_density, "stand-in density"), "two_stage": (sample_second, "stand-in")})
 
 
 def fake_history(epochs) -> dict[str, np.ndarray]:
@@ -282,6 +285,7 @@ DESIGNED_28PX = {
     # 8 x 8 grid: 242 px, x3 = 726.
     "samples.png": (12 + 726 + 12, 12 + 34 + 726 + 12),
     "samples_gmm.png": (12 + 726 + 12, 12 + 34 + 726 + 12),
+    "samples_two_stage.png": (12 + 726 + 12, 12 + 34 + 726 + 12),
     "progress.gif": (366, 394),
     "progress_last.png": (366, 394),
     # 4 x 4 pairs of (2 * 30 + 2) x 32 px, x3 = 186 x 96, under two title lines (34 px).
@@ -358,19 +362,21 @@ def test_samples_are_seeded(tmp_path):
     for name in ("samples.png", "samples_gmm.png", "reconstructions.png", "nearest_neighbours.png",
                  "interpolation.png"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    # Prior and density samples are different images.
-    assert (first / "samples.png").read_bytes() != (first / "samples_gmm.png").read_bytes()
+    # Each sampler's samples are different images.
+    samples = [(first / f"samples{suffix}.png").read_bytes() for suffix in ("", "_gmm", "_two_stage")]
+    assert len(set(samples)) == 3
 
 
-def test_without_a_density_its_figure_is_skipped_and_logged(tmp_path, caplog):
-    model = dataclasses.replace(fake_model((28, 28, 1), 2), sample_density=None)
+def test_without_a_sampler_its_figure_is_skipped_and_logged(tmp_path, caplog):
+    full = fake_model((28, 28, 1), 2)
+    model = dataclasses.replace(full, ex_post={"two_stage": full.ex_post["two_stage"]})
     out = tmp_path / "images"
     out.mkdir()
     with caplog.at_level(logging.INFO, logger="vaelab"):
         written = make_figures(out, fake_data((28, 28, 1)), fake_history(1), fake_progress(1, (28, 28, 1)), model,
                                FigureSettings(num_latent_points=60, skip=("latent_space.png", "manifold.png")))
-    assert "samples_gmm.png" not in written and "samples.png" in written
-    assert "samples_gmm.png skipped: no latent density given" in caplog.text
+    assert "samples_gmm.png" not in written and {"samples.png", "samples_two_stage.png"} <= set(written)
+    assert "samples_gmm.png skipped: no gmm sampler given" in caplog.text
 
 
 def test_a_decoder_for_other_images_is_a_clear_error(tmp_path):
@@ -400,13 +406,19 @@ def test_plot_stage_cli(tmp_path, write_params):
     np.save(models / "progress_latents.npy", np.zeros((16, latent_dim), np.float32))
     density = fit_density(np.random.default_rng(0).standard_normal((60, latent_dim)), components=3, seed=0)
     save_density(density, tmp_path / "fake.gmm.npz")
+    from vaelab.model.two_stage import TwoStageParams, fit_two_stage, save_two_stage
+
+    codes = np.random.default_rng(1).standard_normal((60, latent_dim)).astype(np.float32)
+    save_two_stage(fit_two_stage(codes, np.full_like(codes, -2.0), TwoStageParams(epochs=1, width=8), seed=0,
+                                 batch_size=30), tmp_path / "fake.two_stage")
     write_history_csv(tmp_path / "history.csv", epochs)
     params = write_params(seed=3, latent_dim=latent_dim, epochs=epochs, batch_size=8,
                           datasets={"fake": {"data": {"kind": "mnist"}}}, plots={"num_latent_points": 50})
 
     def run(history):
         args = [sys.executable, "-m", "stages.plot", "--dataset", "fake", "--data", str(tmp_path / "fake.npz"),
-                "--models", str(models), "--density", str(tmp_path / "fake.gmm.npz"), "--history", str(history), "--out", str(tmp_path / "plots" / "images"),
+                "--models", str(models), "--density", str(tmp_path / "fake.gmm.npz"), "--two-stage",
+                str(tmp_path / "fake.two_stage"), "--history", str(history), "--out", str(tmp_path / "plots" / "images"),
                 "--params", str(params)]
         env = {**os.environ}
         return subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -420,9 +432,9 @@ def test_plot_stage_cli(tmp_path, write_params):
     result = run(tmp_path / "history.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "plots" / "images"
-    # The mixture's title, "fake: images decoded from z ~ 3-component Gaussian mixture fitted to
-    # mu(x) (seed 3)", is 741 px wide at 12 pt: the figure widens to fit it.
-    designed = {**DESIGNED_28PX, "samples_gmm.png": (12 + 741 + 12, DESIGNED_28PX["samples_gmm.png"][1])}
+    # The samplers' titles ("fake: images decoded from z ~ the Gaussian mixture fitted to mu(x)
+    # (seed 3)", "... ~ the Two-Stage VAE's second decoder (seed 3)") fit the 726-px grid.
+    designed = DESIGNED_28PX
     assert {p.name for p in out.iterdir()} == set(designed)
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["images"]  # no temp folder left
     for name in designed:

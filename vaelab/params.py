@@ -15,6 +15,7 @@ from vaelab.figures.params import PlotParams, plot_params
 from vaelab.fid.params import FidParams, fid_params
 from vaelab.model.density import GmmParams, gmm_params
 from vaelab.model.params import ModelParams, model_params
+from vaelab.model.two_stage import TwoStageParams, two_stage_params
 from vaelab.training.params import TrainParams, train_params
 
 
@@ -34,6 +35,7 @@ class Params:
     train: TrainParams
     fid: FidParams
     gmm: GmmParams
+    two_stage: TwoStageParams
     plots: PlotParams
     datasets: dict[str, DatasetParams]
 
@@ -50,7 +52,7 @@ def parse_params(raw: Any) -> Params:
     """Check the parsed YAML mapping ``raw`` section by section."""
     raw = check_top_level(raw)
     return Params(
-        shared=shared_params(raw), train=train_params(raw), fid=fid_params(raw), gmm=gmm_params(raw),
+        shared=shared_params(raw), train=train_params(raw), fid=fid_params(raw), gmm=gmm_params(raw), two_stage=two_stage_params(raw),
         plots=plot_params(raw),
         datasets={name: DatasetParams(data_params(raw, name), model_params(raw, name)) for name in raw["datasets"]},
     )

@@ -44,6 +44,7 @@ STAGE_INPUTS = {
     "data": "prepared .npz of the preprocess stage",
     "models": "model folder of the train stage",
     "density": "latent mixture of the fit_density stage",
+    "two_stage": "two-stage sampler folder of the fit_density stage",
     "reference": "reference statistics of the reference_stats stage",
     "history": "per-epoch history CSV of the train stage",
 }
@@ -135,7 +136,7 @@ def stage_parser(doc: str, inputs: tuple[str, ...] = (), out: str | None = None)
     parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     for name in inputs:
-        parser.add_argument(f"--{name}", required=True, help=STAGE_INPUTS[name])
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, help=STAGE_INPUTS[name])
     if out is not None:
         parser.add_argument("--out", required=True, help=out)
     return parser

@@ -27,7 +27,7 @@ from vaelab.core.schema import REQUIRED, check_keys, invalid, knob, parse_sectio
 TOP_LEVEL_KEYS = {
     "seed": "vaelab.core.params", "data_seed": "vaelab.core.params", "batch_size": "vaelab.core.params",
     "latent_dim": "vaelab.model.params", "hidden_dim": "vaelab.model.params", "conv": "vaelab.model.params",
-    "gmm": "vaelab.model.density",
+    "gmm": "vaelab.model.density", "two_stage": "vaelab.model.two_stage",
     "epochs": "vaelab.training.params", "learning_rate": "vaelab.training.params", "beta": "vaelab.training.params",
     "mixed_precision": "vaelab.training.params",
     "fid": "vaelab.fid.params", "plots": "vaelab.figures.params",

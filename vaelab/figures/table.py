@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from vaelab.core.errors import VaelabError
+from vaelab.model.samplers import SAMPLERS
 from vaelab.figures.plots import (class_name, plot_image_grid, plot_interpolation, plot_latent_scatter, plot_loss_curves,
                             plot_manifold, plot_nearest_neighbours, plot_reconstructions, save_progress)
 from vaelab.figures.latent_maths import interpolation_latents, latent_projection, nearest_neighbours, pick_pair_of_classes
@@ -30,7 +31,8 @@ class ModelFunctions:
     ``encode``: (N, H, W, C) uint8 -> (N, latent_dim) float32 encoder means;
     ``decode``: (N, latent_dim) float32 -> (N, H, W, C) uint8 decoder means;
     ``sample_prior``: n -> (n, latent_dim) float32 draws from N(0, I), seeded by the caller;
-    ``sample_density``: the same from the ex-post latent density (:mod:`vaelab.model.density`), if any.
+    ``ex_post``: the other samplers of :data:`vaelab.model.samplers.SAMPLERS` by name, each
+    ``(n -> (n, latent_dim) float32 draws, a label for the figure's title)``; one missing is skipped.
     Reconstructions are ``decode(encode(x))``.
     """
 
@@ -38,8 +40,7 @@ class ModelFunctions:
     encode: Callable[[np.ndarray], np.ndarray]
     decode: Callable[[np.ndarray], np.ndarray]
     sample_prior: Callable[[int], np.ndarray]
-    sample_density: Callable[[int], np.ndarray] | None = None
-    density_label: str = "ex-post density"
+    ex_post: Mapping[str, tuple[Callable[[int], np.ndarray], str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,20 @@ def _prior_samples(ctx: FigureContext) -> None:
         f"{ctx.prefix}: images decoded from z ~ N(0, I) (seed {ctx.settings.seed})")
 
 
-def _density_samples(ctx: FigureContext) -> None:
-    if ctx.model.sample_density is None:
-        logger.info("samples_gmm.png skipped: no latent density given")
-        return
-    ctx.written["samples_gmm.png"] = plot_image_grid(
-        ctx.decode(ctx.model.sample_density(ctx.settings.num_samples)), ctx.out_dir / "samples_gmm.png",
-        f"{ctx.prefix}: images decoded from z ~ {ctx.model.density_label} (seed {ctx.settings.seed})")
+def _ex_post_samples(name: str) -> Callable[[FigureContext], None]:
+    """The samples figure of sampler ``name``: ``samples_<name>.png``, like the prior's."""
+    file = f"samples_{name}.png"
+
+    def draw(ctx: FigureContext) -> None:
+        if name not in ctx.model.ex_post:
+            logger.info("%s skipped: no %s sampler given", file, name)
+            return
+        sample, label = ctx.model.ex_post[name]
+        ctx.written[file] = plot_image_grid(
+            ctx.decode(sample(ctx.settings.num_samples)), ctx.out_dir / file,
+            f"{ctx.prefix}: images decoded from z ~ {label} (seed {ctx.settings.seed})")
+
+    return draw
 
 
 def _training_progress(ctx: FigureContext) -> None:
@@ -200,7 +208,7 @@ FIGURES: tuple[FigureStep, ...] = (
     FigureStep(("loss_curves.png",), _loss_curves),
     FigureStep(("reconstructions.png",), _reconstructions),
     FigureStep(("samples.png",), _prior_samples),
-    FigureStep(("samples_gmm.png",), _density_samples),
+    *(FigureStep((f"samples_{name}.png",), _ex_post_samples(name)) for name in SAMPLERS if name != "prior"),
     FigureStep(("progress.gif", "progress_last.png"), _training_progress),
     FigureStep(("nearest_neighbours.png",), _novelty),
     FigureStep(("latent_space.png", "latent_tsne.png"), _latent_space),
@@ -218,7 +226,7 @@ def make_figures(out_dir: str | Path, data, history: dict[str, np.ndarray], prog
     ``data``: a :class:`vaelab.core.prepared.PreparedData`; ``history`` and ``progress``: the train
     stage's (:mod:`vaelab.model.outputs`). Returns ``{file name: (width, height) px}`` of the
     files written (manifold.png is absent for latent sizes other than 2 and 3, latent_tsne.png
-    unless ``settings.tsne``, samples_gmm.png without a density). Random choices use streams of
+    unless ``settings.tsne``, samples_<sampler>.png without that sampler). Random choices use streams of
     ``settings.seed``.
     """
     from tqdm import tqdm
