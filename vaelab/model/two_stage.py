@@ -135,9 +135,9 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     model = _second_vae(encoder, decoder, seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate))
     posterior = np.stack([means, np.asarray(log_vars, np.float32)], axis=1)  # (N, 2, L)
-    order = np.random.default_rng(seed).permutation(len(posterior))  # one fixed shuffle; the noise is fresh
     batch = min(batch_size, len(posterior))
-    history = model.fit(posterior[order], batch_size=batch, epochs=params.epochs, shuffle=True, verbose=verbose)
+    # fit shuffles every epoch from the seed set above; eps is drawn afresh in every batch.
+    history = model.fit(posterior, batch_size=batch, epochs=params.epochs, shuffle=True, verbose=verbose)
     if not np.all(np.isfinite(history.history["loss"])):
         raise VaelabError(f"the two-stage sampler's loss became {history.history['loss'][-1]}; lower its "
                           f"learning rate or width (two_stage in params.yaml)")
