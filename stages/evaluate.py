@@ -31,12 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     raw = stage_params(args)
 
     from vaelab.core.params import shared_params
+    from vaelab.fid.evaluation import evaluate, write_metrics
+    from vaelab.fid.features import build_feature_extractor, find_weights, network_metadata
     from vaelab.fid.params import fid_params
+    from vaelab.fid.reference import check_reference, load_reference
 
     params, fid = shared_params(raw), fid_params(raw)
-    from vaelab.fid.evaluation import evaluate, write_metrics
-    from vaelab.fid.reference import check_reference, load_reference
-    from vaelab.fid.features import build_feature_extractor, find_weights, network_metadata
 
     # Cheap checks first: missing weights or mismatched reference statistics fail before any
     # network is built.

@@ -30,14 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     raw = stage_params(args)
 
     from vaelab.core.params import shared_params
+    from vaelab.core.prepared import load_prepared
     from vaelab.model import networks
-    from vaelab.model.density import gmm_params
+    from vaelab.model.density import fit_density, gmm_params, save_density
+    from vaelab.model.outputs import load_vae
     from vaelab.model.two_stage import fit_two_stage, save_two_stage, two_stage_params
 
     shared, gmm, second = shared_params(raw), gmm_params(raw), two_stage_params(raw)
-    from vaelab.core.prepared import load_prepared
-    from vaelab.model.density import fit_density, save_density
-    from vaelab.model.outputs import load_vae
 
     data = load_prepared(args.data)
     start_tensorflow(pooled_allocator=False)  # dense layers of small tensors train faster from malloc

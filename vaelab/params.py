@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.core.params import SharedParams, check_top_level, read_params, shared_params
+from vaelab.core.params import SharedParams, check_top_level, dataset_entry, read_params, shared_params
 from vaelab.data.params import DataParams, data_params
 from vaelab.figures.params import PlotParams, plot_params
 from vaelab.fid.params import FidParams, fid_params
@@ -42,8 +42,6 @@ class Params:
     def dataset(self, name: str) -> DatasetParams:
         """The entry ``datasets.<name>``; an unknown name is a VaelabError listing the known ones."""
         if name not in self.datasets:
-            from vaelab.core.params import dataset_entry
-
             dataset_entry({"datasets": self.datasets}, name, "data")  # raises, naming the known ones
         return self.datasets[name]
 
