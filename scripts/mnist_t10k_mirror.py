@@ -9,7 +9,7 @@ table with their real sha256 checksums, so the pipeline runs on real digits offl
     export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
     dvc exp run -S 'datasets={mnist: {data: {kind: mnist}, model: {architecture: mlp}}}' ...
 
-The input files are first checked against the canonical checksums of the registry, ``vaelab/data/kinds.py``.
+The input files are first checked against the canonical checksums, ``vaelab/data/sources/mnist.toml``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vaelab.core.cli import run_cli
 from vaelab.data.download import checksum_matches, local_source
 from vaelab.core.errors import VaelabError
 from vaelab.data.images import stratified_split
-from vaelab.data.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
+from vaelab.data.kinds import IDX_TEST, IDX_TRAIN, canonical_sources, save_source_table
 from vaelab.data.dataset_files import write_idx_dataset
 from vaelab.data.preprocess import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    canonical = {f.filename: f.checksum for f in KINDS["mnist"].files}
+    canonical = {f.filename: f.checksum for f in canonical_sources("mnist").files}
     for name in NAMES[2:]:
         ok, actual = checksum_matches(args.shared / name, canonical[name])
         if not ok:

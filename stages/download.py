@@ -2,6 +2,8 @@
 
     python -m stages.download --dataset NAME --out data/raw/NAME [--params params.yaml]
 
+The files, their mirrors and checksums are the kind's ``vaelab/data/sources/<kind>.toml``.
+
 Environment: ``VAELAB_DATA_MIRROR`` (a local folder to copy the files from instead of the
 network) and ``VAELAB_SOURCES`` (a replacement source table, for tests); see
 :mod:`vaelab.data.download`.
@@ -21,14 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from vaelab.data.download import download_dataset
-    from vaelab.data.kinds import load_source_table, sources_override_warning
+    from vaelab.data.kinds import KINDS, load_sources, sources_override_warning
     from vaelab.data.params import data_params
 
     data = data_params(stage_params(args), args.dataset)
     warning = sources_override_warning()  # VAELAB_SOURCES replaces the canonical table: say so loudly
     if warning:
         log.warning("%s", warning)
-    download_dataset(load_source_table()[data.kind], args.out, path=data.path)
+    download_dataset(KINDS[data.kind], load_sources(data.kind), args.out, path=data.path)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,18 @@ def test_stage_code_deps_are_its_import_closure(stage):
         f"(no longer imported)")
 
 
+def test_a_kinds_sources_file_is_a_dep_of_its_own_download_only():
+    # download reads vaelab/data/sources/<kind>.toml for its dataset's kind (load_sources): that
+    # file, and no other kind's, is its dep, so a new mirror re-runs that kind's downloads only.
+    from vaelab.data.kinds import sources_file
+
+    pattern = "vaelab/data/sources/${item.data.kind}.toml"
+    assert sources_file("${item.data.kind}").relative_to(PROJECT_ROOT).as_posix() == pattern
+    for stage, body in stages().items():
+        data_files = [dep for dep in body["do"]["deps"] if dep.startswith("vaelab/") and not dep.endswith(".py")]
+        assert data_files == ([pattern] if stage == "download" else []), (stage, data_files)
+
+
 def test_the_closure_follows_function_level_imports_and_skips_type_checking(tmp_path):
     # cli.py imports params only inside a function, and kinds/params only for type hints.
     closure = import_closure(PROJECT_ROOT / "stages" / "download.py")

@@ -16,16 +16,21 @@ from tests import archive_factory
 from tests.conftest import PROJECT_ROOT
 from vaelab.data import download
 from vaelab.core.errors import VaelabError
-from vaelab.data.kinds import KINDS, SourceFile, load_source_table, parse_checksum, save_source_table, sources_override_warning
+from vaelab.data.kinds import KINDS, KindSources, SourceFile, canonical_sources, load_sources, parse_checksum, save_source_table, \
+    sources_file, sources_override_warning
 
 
 @pytest.fixture
 def mnist_mirror(tmp_path):
-    """(mirror folder, source table) for tiny MNIST-like files."""
+    """(mirror folder, MNIST's sources) for tiny MNIST-like files."""
     mirror = tmp_path / "mirror"
     files = archive_factory.write_mnist_like(mirror, n_train=20, n_test=10)
     table_path = archive_factory.write_source_table(tmp_path / "sources.json", {"mnist": files})
-    return mirror, load_source_table({"VAELAB_SOURCES": str(table_path)})
+    return mirror, load_sources("mnist", {"VAELAB_SOURCES": str(table_path)})
+
+
+def _download(kind: str, sources: KindSources, out: Path, **kwargs) -> None:
+    download.download_dataset(KINDS[kind], sources, out, **kwargs)
 
 
 def _listing(folder: Path) -> list[str]:
@@ -41,46 +46,47 @@ def test_local_source_and_saved_table_round_trip(tmp_path):
     assert served.urls == ("http://localhost:8000/files/data.bin",)
     assert served.checksum == "md5:" + hashlib.md5(b"vaelab").hexdigest()
     table_path = save_source_table(tmp_path / "t" / "sources.json", {"mnist": (source, served)})
-    loaded = load_source_table({"VAELAB_SOURCES": str(table_path)})
-    assert loaded["mnist"].files == (source, served) and loaded["cifar10"] == KINDS["cifar10"]
+    env = {"VAELAB_SOURCES": str(table_path)}
+    assert load_sources("mnist", env) == KindSources((source, served))
+    assert load_sources("cifar10", env) == canonical_sources("cifar10")  # kinds the table leaves out keep theirs
 
 
 def test_mirror_copy_verifies_and_removes_unlisted_files(tmp_path, mnist_mirror):
-    mirror, table = mnist_mirror
+    mirror, sources = mnist_mirror
     out = tmp_path / "raw"
     out.mkdir()
     (out / "stale.txt").write_text("old")
     (out / ".download-123-t10k-images-idx3-ubyte.gz").write_text("half a file")
-    download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(mirror)})
+    _download("mnist", sources, out, env={download.MIRROR_ENV: str(mirror)})
     assert _listing(out) == sorted(archive_factory.MNIST_FILES)
     for name in archive_factory.MNIST_FILES:
         assert (out / name).read_bytes() == (mirror / name).read_bytes()
 
 
 def test_valid_file_is_reused_and_invalid_one_refetched(tmp_path, mnist_mirror):
-    mirror, table = mnist_mirror
+    mirror, sources = mnist_mirror
     out = tmp_path / "raw"
     env = {download.MIRROR_ENV: str(mirror)}
-    download.download_dataset(table["mnist"], out, env=env)
+    _download("mnist", sources, out, env=env)
     kept = out / "train-images-idx3-ubyte.gz"
     before = kept.stat().st_mtime_ns
 
     # An empty mirror proves nothing is fetched when every file present is valid.
     empty = tmp_path / "empty"
     empty.mkdir()
-    download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(empty)})
+    _download("mnist", sources, out, env={download.MIRROR_ENV: str(empty)})
     assert kept.stat().st_mtime_ns == before
 
     damaged = out / "t10k-labels-idx1-ubyte.gz"
     damaged.write_bytes(b"damaged")
-    download.download_dataset(table["mnist"], out, env=env)
+    _download("mnist", sources, out, env=env)
     assert damaged.read_bytes() == (mirror / damaged.name).read_bytes()
     assert kept.stat().st_mtime_ns == before
 
 
 def test_checksum_mismatch_names_file_and_hashes_and_leaves_nothing(tmp_path, mnist_mirror):
-    mirror, table = mnist_mirror
-    good = table["mnist"].files[0]
+    mirror, sources = mnist_mirror
+    good = sources.files[0]
     wrong = "sha256:" + "0" * 64
     source = SourceFile(good.filename, good.urls, wrong)
     out = tmp_path / "raw"
@@ -94,24 +100,24 @@ def test_checksum_mismatch_names_file_and_hashes_and_leaves_nothing(tmp_path, mn
 
 
 def test_mirror_missing_file_names_the_paths(tmp_path, mnist_mirror):
-    mirror, table = mnist_mirror
+    mirror, sources = mnist_mirror
     (mirror / "t10k-labels-idx1-ubyte.gz").unlink()
     out = tmp_path / "raw"
     with pytest.raises(VaelabError, match=r"VAELAB_DATA_MIRROR=.*t10k-labels-idx1-ubyte.gz not found") as error:
-        download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(mirror)})
+        _download("mnist", sources, out, env={download.MIRROR_ENV: str(mirror)})
     assert str(mirror / "t10k-labels-idx1-ubyte.gz") in str(error.value)
     assert str(mirror / "mnist" / "t10k-labels-idx1-ubyte.gz") in str(error.value)
     assert not any(p.name.startswith(".download-") for p in out.iterdir())
     with pytest.raises(VaelabError, match="is not a folder"):
-        download.download_dataset(table["mnist"], out, env={download.MIRROR_ENV: str(tmp_path / "nope")})
+        _download("mnist", sources, out, env={download.MIRROR_ENV: str(tmp_path / "nope")})
 
 
 def test_table_urls_work_without_a_mirror(tmp_path, mnist_mirror):
     # write_source_table's default URLs are file:// URIs, fetched by the same urllib code.
-    _, table = mnist_mirror
-    assert all(s.urls[0].startswith("file://") for s in table["mnist"].files)
+    _, sources = mnist_mirror
+    assert all(s.urls[0].startswith("file://") for s in sources.files)
     out = tmp_path / "raw"
-    download.download_dataset(table["mnist"], out, env={}, backoff=0.0)
+    _download("mnist", sources, out, env={}, backoff=0.0)
     assert _listing(out) == sorted(archive_factory.MNIST_FILES)
     assert all((out / name).stat().st_mode & 0o777 == 0o644 for name in archive_factory.MNIST_FILES)
 
@@ -121,14 +127,14 @@ def test_mirror_kind_subfolder_comes_first(tmp_path):
     mirror = tmp_path / "mirror"
     archive_factory.write_mnist_like(mirror, n_train=10, n_test=10, seed=1)
     files = archive_factory.write_mnist_like(mirror / "fashion_mnist", n_train=10, n_test=10, seed=2)
-    table = load_source_table({"VAELAB_SOURCES": str(
+    sources = load_sources("fashion_mnist", {"VAELAB_SOURCES": str(
         archive_factory.write_source_table(tmp_path / "s.json", {"fashion_mnist": files}))})
-    download.download_dataset(table["fashion_mnist"], tmp_path / "raw", env={download.MIRROR_ENV: str(mirror)})
+    _download("fashion_mnist", sources, tmp_path / "raw", env={download.MIRROR_ENV: str(mirror)})
     assert (tmp_path / "raw" / files[0].name).read_bytes() == files[0].read_bytes()
 
 
 def test_real_mnist_test_files_match_the_canonical_table(tmp_path, shared_mnist):
-    entries = [s for s in KINDS["mnist"].files if s.filename.startswith("t10k")]
+    entries = [s for s in canonical_sources("mnist").files if s.filename.startswith("t10k")]
     assert len(entries) == 2 and all(s.checksum.startswith("sha256:") for s in entries)
     for source in entries:
         path = download.fetch_file(source, tmp_path, kind="mnist", mirror=shared_mnist)
@@ -143,8 +149,45 @@ def test_checksum_parsing_is_one_rule_everywhere(tmp_path):
         assert str(error.value) == f"checksum {bad!r} is malformed; write it as 'md5:<hex>' or 'sha256:<hex>'"
     # A source table with a malformed checksum fails when it is read, naming it.
     table = save_source_table(tmp_path / "t.json", {"mnist": (SourceFile("a.gz", (), "sha1:00"),)})
-    with pytest.raises(VaelabError, match=r"is not a readable source table \(checksum 'sha1:00' is malformed"):
-        load_source_table({"VAELAB_SOURCES": str(table)})
+    with pytest.raises(VaelabError, match=r"is not a readable source table \(a.gz: checksum 'sha1:00' is malformed"):
+        load_sources("mnist", {"VAELAB_SOURCES": str(table)})
+
+
+def test_every_kind_has_a_sources_file_naming_the_files_its_reader_reads():
+    from vaelab.data import kinds
+
+    idx = (*kinds.IDX_TRAIN, *kinds.IDX_TEST)
+    expected = {"mnist": (idx, ()), "fashion_mnist": (idx, ()), "cifar10": ((kinds.CIFAR10_ARCHIVE,), ()),
+                "caltech101": ((kinds.CALTECH101_ZIP,), (kinds.CALTECH101_TAR,)), "image_folder": ((), ())}
+    assert sorted(expected) == sorted(KINDS)
+    for kind, (files, alternative) in expected.items():
+        sources = canonical_sources(kind)
+        assert tuple(f.filename for f in sources.files) == files, kind
+        assert tuple(f.filename for f in sources.alternative) == alternative, kind
+        assert all(f.urls for f in sources.files), kind  # an alternative file may live in a mirror only
+        assert sources_file(kind).parent == PROJECT_ROOT / "vaelab" / "data" / "sources"
+    assert not canonical_sources("image_folder").files and KINDS["image_folder"].takes_path
+    assert sorted(p.stem for p in sources_file("mnist").parent.iterdir()) == sorted(KINDS)  # no stray files
+
+
+def test_a_broken_sources_file_is_one_line_naming_it(tmp_path, monkeypatch):
+    from vaelab.data import kinds
+
+    broken = tmp_path / "mnist.toml"
+    monkeypatch.setattr(kinds, "sources_file", lambda kind: broken)
+    cases = {'[[files]]\nfilename = "a.gz"\nurls = []\nchecksum = "md5:zz"\n': "a.gz: checksum 'md5:zz' is malformed",
+             '[[files]]\nfilename = "a.gz"\n': "'urls'",
+             'files = []\nmirrors = []\n': "unknown keys ['mirrors']",
+             'files = [': "Invalid value"}
+    for text, reason in cases.items():
+        broken.write_text(text)
+        with pytest.raises(VaelabError) as error:
+            load_sources("mnist", {})
+        message = str(error.value)
+        assert message.startswith(f"{broken} is not a readable source table (") and reason in message, message
+        assert "\n" not in message and f"git checkout -- {broken})" in message
+    with pytest.raises(VaelabError, match=r"unknown dataset kind 'svhn'; known: \['caltech101'"):
+        load_sources("svhn", {})
 
 
 def test_sources_override_warning():
@@ -285,7 +328,8 @@ def test_a_host_that_does_not_resolve_moves_to_the_next_mirror_at_once(tmp_path)
 def test_registry_urls_are_https_except_s3_website_endpoints():
     from urllib.parse import urlparse
 
-    urls = [url for kind in KINDS.values() for source in (*kind.files, *kind.alternative) for url in source.urls]
+    urls = [url for kind in KINDS for sources in [canonical_sources(kind)]
+            for source in (*sources.files, *sources.alternative) for url in source.urls]
     assert urls
     for url in urls:
         parsed = urlparse(url)
@@ -298,7 +342,7 @@ def test_registry_urls_are_https_except_s3_website_endpoints():
 def test_caltech101_zip_or_the_original_tarball_each_by_its_own_hash(tmp_path):
     import dataclasses
 
-    kind = KINDS["caltech101"]
+    sources = canonical_sources("caltech101")
     zip_mirror, tar_mirror = tmp_path / "zip", tmp_path / "tar"
     archive_factory.write_caltech101(zip_mirror / "caltech101", per_class=2)
     tarball = archive_factory.write_caltech101(tar_mirror, per_class=2, wrap_zip=False)[0]
@@ -306,19 +350,19 @@ def test_caltech101_zip_or_the_original_tarball_each_by_its_own_hash(tmp_path):
     # A mirror holding only the tarball: it is fetched and checked against the tarball's own
     # (canonical) md5, which this generated one does not have.
     with pytest.raises(VaelabError) as error:
-        download.download_dataset(kind, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
+        _download("caltech101", sources, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
     message = str(error.value)
     assert "checksum mismatch for 101_ObjectCategories.tar.gz" in message
     assert "expected md5:b224c7392d521a49829488ab0f1120d9" in message
     assert not (tmp_path / "raw" / "101_ObjectCategories.tar.gz").exists()
     # With that tarball's md5 pinned instead, it is what the download stage keeps.
-    pinned = dataclasses.replace(kind, alternative=(SourceFile(tarball.name, (), archive_factory.file_checksum(
+    pinned = dataclasses.replace(sources, alternative=(SourceFile(tarball.name, (), archive_factory.file_checksum(
         tarball, "md5")),))
-    download.download_dataset(pinned, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
+    _download("caltech101", pinned, tmp_path / "raw", env={download.MIRROR_ENV: str(tar_mirror)})
     assert _listing(tmp_path / "raw") == ["101_ObjectCategories.tar.gz"]
     # A mirror holding the zip: the zip is fetched, by its own sha256 (the canonical one here).
     with pytest.raises(VaelabError, match="checksum mismatch for caltech-101.zip .*expected sha256:3312347"):
-        download.download_dataset(kind, tmp_path / "raw2", env={download.MIRROR_ENV: str(zip_mirror)})
+        _download("caltech101", sources, tmp_path / "raw2", env={download.MIRROR_ENV: str(zip_mirror)})
 
 
 # --------------------------------------------------------------------------- image folders

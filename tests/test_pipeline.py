@@ -117,6 +117,19 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     # A second repro has nothing to do.
     assert "Data and pipelines are up to date." in _dvc("repro", cwd=repo, env=env)
 
+    # A change to one kind's sources re-runs that kind's downloads only: another kind's file is
+    # no dep here, and MNIST's is a dep of download@mnist alone.
+    sources = repo / "vaelab/data/sources"
+    with (sources / "cifar10.toml").open("a") as handle:
+        handle.write("# a new comment\n")
+    assert "Data and pipelines are up to date." in _dvc("status", cwd=repo, env=env)
+    with (sources / "mnist.toml").open("a") as handle:
+        handle.write("# a new comment\n")
+    status = json.loads(_dvc("status", "--json", cwd=repo, env=env))
+    assert list(status) == ["download@mnist"], status
+    assert status["download@mnist"] == [{"changed deps": {"vaelab/data/sources/mnist.toml": "modified"}}], status
+    _git("checkout", "--", "vaelab/data/sources", cwd=repo, env=env)
+
     _git("add", "-A", cwd=repo, env=env)
     _git("commit", "-qm", "baseline", cwd=repo, env=env)
 

@@ -1,7 +1,8 @@
 """Fetch a dataset's canonical files into ``data/raw/<name>/``, verified against pinned checksums.
 
-The files of each dataset kind, their mirror URLs and their checksums come from the registry,
-:mod:`vaelab.data.kinds` (with any ``VAELAB_SOURCES`` replacement). For every file:
+The files of each dataset kind, their mirror URLs and their checksums come from the kind's
+sources file, ``vaelab/data/sources/<kind>.toml`` (:func:`vaelab.data.kinds.load_sources`, with
+any ``VAELAB_SOURCES`` replacement). For every file:
 
 1. a file already in the out folder whose checksum matches is reused (the stage output is
    ``persist: true``, so a re-run re-verifies instead of fetching again); one that does not
@@ -29,7 +30,7 @@ Environment variables:
     those instead, each checked against its own published hash.
 ``VAELAB_SOURCES``
     A JSON source table replacing the canonical entries (tests use it to feed generated
-    archives with their own real checksums); see :mod:`vaelab.data.kinds`. Verification is never
+    archives with their own real checksums); see :func:`vaelab.data.kinds.load_sources`. Verification is never
     skipped; the stage prints a loud warning when the variable is set.
 
 Kinds that take a path (``image_folder``) have no files: their folder
@@ -56,7 +57,7 @@ from tqdm import tqdm
 from vaelab.core.errors import VaelabError
 from vaelab.data.images import image_suffixes
 from vaelab.core.io import atomic_path
-from vaelab.data.kinds import DatasetKind, SourceFile, parse_checksum
+from vaelab.data.kinds import DatasetKind, KindSources, SourceFile, parse_checksum
 
 MIRROR_ENV = "VAELAB_DATA_MIRROR"
 # HTTP statuses worth retrying: the server is overloaded or rate-limiting, not refusing.
@@ -104,7 +105,7 @@ def _mismatch(filename: str, expected: str, actual: str, origin: str) -> VaelabE
     return VaelabError(
         f"checksum mismatch for {filename} (from {origin}): expected {expected}, got {actual}; "
         f"the file was deleted. A mirror may serve a different or damaged file: retry, or check "
-        f"the file and the table in vaelab/data/kinds.py"
+        f"the file and its kind's vaelab/data/sources/<kind>.toml"
     )
 
 
@@ -320,18 +321,18 @@ def _in_mirror(mirror: Path, kind: str, files: tuple[SourceFile, ...]) -> bool:
     return bool(files) and all(any(p.is_file() for p in mirror_candidates(mirror, kind, f.filename)) for f in files)
 
 
-def files_to_fetch(kind: DatasetKind, mirror: str | Path | None) -> tuple[SourceFile, ...]:
-    """``kind.files``, or its alternative files when a mirror holds those and not the former."""
-    if mirror is not None and kind.alternative and not _in_mirror(Path(mirror), kind.name, kind.files) \
-            and _in_mirror(Path(mirror), kind.name, kind.alternative):
-        return kind.alternative
-    return kind.files
+def files_to_fetch(kind: str, sources: KindSources, mirror: str | Path | None) -> tuple[SourceFile, ...]:
+    """``sources.files``, or the alternative files when a mirror holds those and not the former."""
+    if mirror is not None and sources.alternative and not _in_mirror(Path(mirror), kind, sources.files) \
+            and _in_mirror(Path(mirror), kind, sources.alternative):
+        return sources.alternative
+    return sources.files
 
 
-def download_dataset(kind: DatasetKind, out_dir: str | Path, *, path: str | None = None,
+def download_dataset(kind: DatasetKind, sources: KindSources, out_dir: str | Path, *, path: str | None = None,
                      env: Mapping[str, str] | None = None, **fetch_kwargs) -> None:
-    """The download stage: fetch dataset ``kind`` (a registry entry, :mod:`vaelab.data.kinds`) into
-    ``out_dir``; for a kind that takes a path, snapshot ``path``. ``env`` supplies
+    """The download stage: fetch dataset ``kind`` (a registry entry, :mod:`vaelab.data.kinds`) from
+    ``sources`` into ``out_dir``; for a kind that takes a path, snapshot ``path``. ``env`` supplies
     ``VAELAB_DATA_MIRROR``."""
     env = os.environ if env is None else env
     if kind.takes_path:
@@ -342,4 +343,4 @@ def download_dataset(kind: DatasetKind, out_dir: str | Path, *, path: str | None
     mirror = env.get(MIRROR_ENV) or None
     if mirror is not None and not Path(mirror).is_dir():
         raise VaelabError(f"{MIRROR_ENV}={mirror} is not a folder; point it at the folder holding the dataset files or unset it")
-    download_files(kind.name, files_to_fetch(kind, mirror), out_dir, mirror=mirror, **fetch_kwargs)
+    download_files(kind.name, files_to_fetch(kind.name, sources, mirror), out_dir, mirror=mirror, **fetch_kwargs)
