@@ -21,7 +21,7 @@ reference statistics), also the metrics of its training images against that refe
 generator reproducing the training set would score in exactly the pipeline's setup.
 
     python benchmarks/bench_fid_halves.py --mnist ../shared/data/mnist-t10k \
-        --prepared data/prepared/mnist.npz --reference data/reference/mnist.npz
+        --prepared data/prepared/mnist.npz --reference data/reference/mnist.npz [--precisions none]
     python benchmarks/bench_fid_halves.py --smoke     # seconds: the benchmark runs (a test runs it)
 """
 
@@ -120,7 +120,9 @@ def main() -> None:
     parser.add_argument("--weights", help="the 2015 network's weights file (sets $VAELAB_FID_WEIGHTS)")
     parser.add_argument("--network", default="inception2015")
     parser.add_argument("--images", type=int, default=10000, help="use the first N digits (even)")
-    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="precisions of the halves' FID; 'none' skips the halves and the precision/recall anchors "
+                             "(with --prepared: the training images' floor alone)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pr-points", type=int, default=2000, help="points per set for precision/recall")
@@ -151,7 +153,7 @@ def main() -> None:
               "first vs second half": (np.arange(half), np.arange(half, 2 * half))}
     results: dict[str, dict[str, float]] = {}
     speed: dict[str, float] = {}
-    for precision in args.precisions.split(","):
+    for precision in ([] if args.precisions == "none" else args.precisions.split(",")):
         features, speed[precision] = features_of(images, args.network, precision, args.batch_size, args.image_size)
         results[precision] = {name: fid_between(features[a], features[b]) for name, (a, b) in splits.items()}
         for name, value in results[precision].items():
