@@ -135,6 +135,9 @@ def main() -> None:
                                   "--batch-size", "16", "--pr-points", "16", "--mnist", str(smoke_digits())])
     if args.mnist is None:
         parser.error("--mnist is required (a folder with MNIST's t10k-images-idx3-ubyte.gz), unless --smoke")
+    if args.precisions == "none" and not (args.prepared and args.reference):
+        parser.error("--precisions none skips the halves: give --prepared and --reference, whose floor is then all "
+                     "it computes")
     if args.weights:
         os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
     from vaelab.core.cli import tensorflow_environment
