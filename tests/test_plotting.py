@@ -24,7 +24,7 @@ from vaelab.figures import plots
 from vaelab.core.prepared import PreparedData, save_prepared
 from vaelab.model.density import fit_density, save_density
 from vaelab.core.errors import VaelabError
-from vaelab.figures.layout import display_scale, grid_shape, image_grid, progress_frames
+from vaelab.figures.layout import curve_limits, display_scale, grid_shape, image_grid, progress_frames
 from vaelab.figures.table import FIGURE_FILES, FigureSettings, ModelFunctions, make_figures
 from vaelab.figures.latent_maths import (interpolation_latents, latent_projection, manifold_latents, nearest_neighbours,
                                  pick_pair_of_classes)
@@ -127,6 +127,38 @@ def test_grid_shape(n, shape):
 
 def test_display_scale_makes_small_images_readable_and_never_shrinks():
     assert [display_scale(h) for h in (28, 32, 64, 128, 300)] == [3, 3, 2, 1, 1]
+
+
+@pytest.mark.parametrize("curves, limits", [
+    # a first-epoch KL spike (infogan at lr 1e-3): fit epochs 2.. of train and validation, 5% margin
+    ([[36000.0, 40, 30, 25], [np.nan, 45, 35, 30]], (24.0, 46.0)),
+    ([[1000.0, 5, 5, 5]], (4.75, 5.25)),  # flat after the spike: the magnitude is the span
+    ([[5000.0, -600, -610, -615]], (-615.75, -599.25)),  # learned gamma: negative losses
+    ([[100.0, 90, 80, 70]], None),  # an ordinary first epoch: matplotlib's own limits
+    ([[36000.0, 25]], None),  # two epochs: nothing to fit
+    ([[np.nan, 40, 30, 25]], None),
+])
+def test_curve_limits_fit_the_epochs_after_a_first_epoch_spike(curves, limits):
+    result = curve_limits([np.array(c) for c in curves])
+    assert result == (None if limits is None else pytest.approx(limits, abs=1e-12))
+
+
+def test_loss_curves_name_the_first_epoch_they_cut_off(tmp_path, monkeypatch):
+    figures = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    epochs = np.arange(1, 6, dtype=np.float64)
+    history = {"epoch": epochs, "loss": np.array([36130.0, 140, 120, 110, 105]),
+               "reconstruction": np.array([130.0, 100, 90, 85, 80]), "kl": np.array([36000.0, 40, 30, 25, 25]),
+               "val_loss": np.array([200.0, 150, 125, 115, 112]), "val_reconstruction": np.full(5, np.nan),
+               "val_kl": np.array([70.0, 45, 35, 30, 30])}
+    assert plots.plot_loss_curves(history, tmp_path / "loss.png") == (1350, 420)
+    total, reconstruction, kl = figures[0].axes
+    assert total.get_ylim() == pytest.approx((105 - 2.25, 150 + 2.25))
+    assert kl.get_ylim() == pytest.approx((25 - 1.0, 45 + 1.0))
+    assert [t.get_text() for t in total.texts] == ["epoch 1 off scale:\ntrain 36,130\nvalidation 200"]
+    assert [t.get_text() for t in kl.texts] == ["epoch 1 off scale:\ntrain 36,000\nvalidation 70"]
+    assert len(reconstruction.texts) == 0 and reconstruction.get_ylim()[1] > 130  # no spike: untouched
 
 
 def brute_force(queries, train):

@@ -110,6 +110,28 @@ def progress_frames(progress: np.ndarray, scale: int | None = None, pad: int = 2
     return frames
 
 
+def curve_limits(curves: Sequence[np.ndarray], outlier_factor: float = 3.0) -> tuple[float, float] | None:
+    """y-limits for loss curves whose first epoch dwarfs the rest, or None to let matplotlib choose.
+
+    ``curves``: 1-d arrays, one value per epoch (NaN where absent). At a high learning rate the
+    first epoch's mean KL can be a thousand times its final value (36,000 against 25 nats for
+    ``infogan`` at 1e-3), and on a linear axis the other epochs then draw as one flat line. So:
+    when any curve's first value lies more than ``outlier_factor`` spans above the highest later
+    value of all curves (span: their range, or their magnitude when flat), the limits fit the later
+    epochs (5% margin) and the caller marks the first epoch off scale. Two epochs or fewer: None.
+    """
+    later = np.concatenate([np.asarray(c, np.float64)[1:] for c in curves]) if curves else np.empty(0)
+    later = later[np.isfinite(later)]
+    firsts = np.array([c[0] for c in curves if len(c) > 2 and np.isfinite(c[0])], np.float64)
+    if later.size < 2 or firsts.size == 0:
+        return None
+    low, high = float(later.min()), float(later.max())
+    span = high - low or abs(high) or 1.0
+    if firsts.max() <= high + outlier_factor * span:
+        return None
+    return low - 0.05 * span, high + 0.05 * span
+
+
 def truncate(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max(1, max_chars - 1)] + "…"
 

@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vaelab.core.prepared import check_image_array
-from vaelab.figures.layout import (CHAR_PX, PAD_VALUE, Panel, display_scale, grid_shape, image_grid, new_figure,
-                                  panel_figure, progress_frames, save_figure, tile_centres, truncate)
+from vaelab.figures.layout import (CHAR_PX, PAD_VALUE, Panel, curve_limits, display_scale, grid_shape, image_grid,
+                                  new_figure, panel_figure, progress_frames, save_figure, tile_centres, truncate)
 from vaelab.figures.latent_maths import manifold_latents
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,15 @@ def plot_loss_curves(history: dict[str, np.ndarray], path: str | Path, title: st
         validation = history.get(f"val_{key}")
         if validation is not None and np.isfinite(validation).any():
             ax.plot(epochs, validation, marker="o", markersize=3, label="validation")
+        curves = [history[key]] + ([validation] if validation is not None else [])
+        limits = curve_limits(curves)
+        if limits is not None:  # the first epoch dwarfs the rest: fit the rest, name what is cut off
+            ax.set_ylim(*limits)
+            off_scale = "".join(f"\n{label} {curve[0]:,.0f}" for label, curve in zip(("train", "validation"), curves)
+                                if np.isfinite(curve[0]) and curve[0] > limits[1])
+            # Top middle: left of the legend, above curves that fall from the top left.
+            ax.annotate(f"epoch {epochs[0]:g} off scale:{off_scale}", xy=(0.45, 0.97), xycoords="axes fraction",
+                        ha="center", va="top", fontsize=8, color="0.3")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per image")
