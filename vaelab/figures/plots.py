@@ -47,17 +47,16 @@ def plot_loss_curves(history: dict[str, np.ndarray], path: str | Path, title: st
     for ax, (key, name) in zip(axes, (("loss", "total loss (negative ELBO)"),
                                       ("reconstruction", "reconstruction (negative log-likelihood)"),
                                       ("kl", "KL(q(z|x) || p(z))"))):
-        # Markers, so a one-epoch run still shows its single point.
-        ax.plot(epochs, history[key], marker="o", markersize=3, label="train")
+        shown = [("train", history[key])]
         validation = history.get(f"val_{key}")
         if validation is not None and np.isfinite(validation).any():
-            ax.plot(epochs, validation, marker="o", markersize=3, label="validation")
-        curves = [history[key]] + ([validation] if validation is not None else [])
-        limits = curve_limits(curves)
+            shown.append(("validation", validation))
+        for label, curve in shown:  # markers, so a one-epoch run still shows its single point
+            ax.plot(epochs, curve, marker="o", markersize=3, label=label)
+        limits = curve_limits([curve for _, curve in shown])
         if limits is not None:  # the first epoch dwarfs the rest: fit the rest, name what is cut off
             ax.set_ylim(*limits)
-            off_scale = "".join(f"\n{label} {curve[0]:,.0f}" for label, curve in zip(("train", "validation"), curves)
-                                if np.isfinite(curve[0]) and curve[0] > limits[1])
+            off_scale = "".join(f"\n{label} {curve[0]:,.0f}" for label, curve in shown if curve[0] > limits[1])
             # Top middle: left of the legend, above curves that fall from the top left.
             ax.annotate(f"epoch {epochs[0]:g} off scale:{off_scale}", xy=(0.45, 0.97), xycoords="axes fraction",
                         ha="center", va="top", fontsize=8, color="0.3")
