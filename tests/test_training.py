@@ -20,7 +20,7 @@ from vaelab.training.backup import fingerprint, read_backup
 from vaelab.training.hardware import cpu_has_bfloat16, mixed_precision_policy
 from vaelab.model.networks import ArchConfig, decode_uint8
 from vaelab.model.outputs import HISTORY_COLUMNS, load_vae, read_history
-from vaelab.training.loop import TrainConfig, check_training_inputs, run_training, train_dataset, train_vae
+from vaelab.training.loop import TrainConfig, check_training_inputs, diverged_kl, run_training, train_dataset, train_vae
 
 SHAPE = (10, 10, 1)
 # conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
@@ -410,3 +410,17 @@ def test_mirrored_strategy_over_two_replicas_learns_like_one(uninterrupted, tmp_
     assert mirrored[-1]["loss"] < mirrored[0]["loss"] - 5
     for a, b in zip(mirrored, single):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=0.05)
+
+
+def test_diverged_kl_flags_a_kl_above_what_an_8bit_image_holds():
+    # 28*28*1 * ln 256 = 4347.41 nats; 64*64*3 * ln 256 = 68139.1 nats
+    assert diverged_kl(25.6, (28, 28, 1), "infogan") is None
+    assert diverged_kl(4347.0, (28, 28, 1), "infogan") is None
+    assert diverged_kl(49.3, (64, 64, 3), "conv") is None
+    message = diverged_kl(5.254589e6, (64, 64, 3), "infogan")  # the diverged Caltech101 run (README: Models)
+    assert message == ("the validation KL is 5.255e+06 nats per image, more than the 68139 nats an 8-bit 64x64x3 "
+                       "image holds: training diverged (architecture infogan); try architecture conv or a lower "
+                       "learning_rate in params.yaml")
+    assert "diverged" in diverged_kl(4348.0, (28, 28, 1), "mlp")
+    assert "diverged" in diverged_kl(float("nan"), (28, 28, 1), "mlp")
+    assert "diverged" in diverged_kl(float("inf"), (28, 28, 1), "mlp")

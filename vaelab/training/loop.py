@@ -18,6 +18,7 @@ pure function of (seed, epoch): the order of the training images in epoch e is
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -223,4 +224,23 @@ def run_training(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, tr
     last = result.history[-1]
     log.info("train %s: %d epochs, val loss %.2f nats/image (reconstruction %.2f, KL %.2f); wrote %s and %s",
              dataset, train.epochs, last["val_loss"], last["val_reconstruction"], last["val_kl"], out_dir, history_csv)
+    problem = diverged_kl(last["val_kl"], config.image_shape, config.architecture)
+    if problem:
+        log.warning("train %s: %s", dataset, problem)
     return result
+
+
+def diverged_kl(val_kl: float, image_shape: Sequence[int], architecture: str) -> str | None:
+    """Why a validation KL (nats per image) means training diverged, or None.
+
+    The KL averaged over images is the mutual information I(x; z) plus a non-negative term, and
+    I(x; z) <= H(x) <= prod(image_shape) * ln 256 nats for 8-bit images: a KL above that is a cost
+    no code can repay, the mark of blown-up encoder variances (README: Models, infogan on colour
+    images), as is a KL that is not finite.
+    """
+    bound = float(np.prod(image_shape)) * math.log(256)
+    if math.isfinite(val_kl) and val_kl <= bound:
+        return None
+    return (f"the validation KL is {val_kl:.4g} nats per image, more than the {bound:.0f} nats an 8-bit "
+            f"{'x'.join(map(str, image_shape))} image holds: training diverged (architecture {architecture}); "
+            f"try architecture conv or a lower learning_rate in params.yaml")
