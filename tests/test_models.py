@@ -143,3 +143,21 @@ def test_batch_norm_inference_path_is_what_the_saved_model_gives(tmp_path):
     # Last, as a training-mode call also moves the moving averages: the two paths really differ.
     batch_stats = np.asarray(vae.encoder(x, training=True)[0])
     assert not np.allclose(inference, batch_stats, atol=1e-4)
+
+
+def test_infogan_standard_deviation_head_is_dai_and_wipf_softplus():
+    """log_var = 2 log(1e-6 + softplus(raw)): at raw 0 the standard deviation is ln 2; large raw
+    grows the standard deviation linearly (not exponentially); it never falls below 1e-6."""
+    from vaelab.model.layers import SoftplusLogVariance
+
+    raw = np.array([[0.0, 30.0, -40.0]], np.float32)
+    log_var = np.asarray(SoftplusLogVariance()(raw), dtype=np.float64)
+    expected = 2 * np.log(np.log1p(np.exp(raw.astype(np.float64))) + 1e-6)
+    np.testing.assert_allclose(log_var, expected, rtol=1e-6)
+    assert log_var[0, 0] == pytest.approx(2 * np.log(np.log(2) + 1e-6), rel=1e-6)
+    assert np.exp(log_var[0, 1] / 2) == pytest.approx(30.0, rel=1e-5)
+    assert log_var[0, 2] == pytest.approx(2 * np.log(1e-6), rel=1e-4)
+    encoder = build_encoder(ArchConfig((28, 28, 1), latent_dim=3, hidden_dim=8, architecture="infogan"))
+    assert isinstance(encoder.get_layer("z_log_var"), SoftplusLogVariance)
+    conv = build_encoder(ArchConfig((28, 28, 1), latent_dim=3, hidden_dim=8, architecture="conv"))
+    assert type(conv.get_layer("z_log_var")).__name__ == "Dense"  # the measured conv rows keep theirs

@@ -7,8 +7,9 @@ decoder p(x|z) that is Bernoulli (the decoder outputs logits) or Gaussian with s
 deviation gamma, fixed or learned (the decoder outputs the mean; see
 :mod:`vaelab.model.losses`).
 
-Encoder and decoder are two plain functional Keras models made only of built-in layers, so
-``keras.models.load_model`` reads them back without custom objects:
+Encoder and decoder are two plain functional Keras models made of built-in layers and, in the
+infogan encoder, one registered layer of this package (:mod:`vaelab.model.layers`), so
+``keras.models.load_model`` reads them back once that module is imported:
 
 * encoder: float32 images in [0, 1], (N, H, W, C) -> [mean (N, L), log_var (N, L)];
 * decoder: z (N, L) -> (N, H, W, C) logits (bernoulli) or means (gaussian).
@@ -108,6 +109,10 @@ def arch_config(model: "ModelParams", image_shape: tuple[int, ...]) -> ArchConfi
 def build_encoder(config: ArchConfig, dtype: str | None = None):
     """Encoder network: (N, H, W, C) float in [0, 1] -> [mean (N, L), log_var (N, L)].
 
+    mlp and conv: log_var is a dense layer's output. infogan: a dense layer gives the standard
+    deviation through softplus, as in Dai & Wipf's code (:class:`vaelab.model.layers.SoftplusLogVariance`:
+    their log-variance-free head keeps the KL finite on colour images).
+
     ``dtype`` is a Keras dtype policy for the hidden layers (e.g. "mixed_float16"); the two
     outputs are always float32 so the loss is computed in full precision.
     """
@@ -128,7 +133,13 @@ def build_encoder(config: ArchConfig, dtype: str | None = None):
         if config.dropout > 0:
             x = layers.Dropout(config.dropout, name="dropout")(x)
     mean = layers.Dense(config.latent_dim, dtype="float32", name="z_mean")(x)
-    log_var = layers.Dense(config.latent_dim, dtype="float32", name="z_log_var")(x)
+    if config.architecture == "infogan":
+        from vaelab.model.layers import SoftplusLogVariance
+
+        raw = layers.Dense(config.latent_dim, dtype="float32", name="z_sd_raw")(x)
+        log_var = SoftplusLogVariance(dtype="float32", name="z_log_var")(raw)
+    else:
+        log_var = layers.Dense(config.latent_dim, dtype="float32", name="z_log_var")(x)
     return keras.Model(inputs, [mean, log_var], name="encoder")
 
 

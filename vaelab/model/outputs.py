@@ -52,6 +52,8 @@ def load_vae(model_dir: str | Path) -> TrainedVae:
     """Load a model folder written by the train stage. A missing or damaged folder is a VaelabError."""
     import keras
 
+    import vaelab.model.layers  # noqa: F401  registers the infogan encoder's layer for load_model
+
     model_dir = Path(model_dir)
     names = (ENCODER_FILE, DECODER_FILE, CONFIG_FILE)
     missing = [n for n in names if not (model_dir / n).is_file()]
