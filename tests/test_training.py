@@ -448,3 +448,20 @@ def test_diverged_kl_flags_a_kl_above_what_an_8bit_image_holds():
     assert "diverged" in diverged_kl(4348.0, (28, 28, 1), "mlp")
     assert "diverged" in diverged_kl(float("nan"), (28, 28, 1), "mlp")
     assert "diverged" in diverged_kl(float("inf"), (28, 28, 1), "mlp")
+
+
+def test_run_training_logs_the_divergence_warning_with_the_last_validation_kl(tmp_path, monkeypatch, caplog):
+    """The wiring of :func:`diverged_kl`: called on the last epoch's val_kl, the image shape and the
+    architecture, its message logged as a warning after the outputs are written."""
+    import vaelab.training.loop as loop
+
+    seen = []
+    monkeypatch.setattr(loop, "diverged_kl", lambda *args: seen.append(args) or "the KL is far too big")
+    config = ArchConfig(SHAPE, latent_dim=2, hidden_dim=8)
+    with caplog.at_level(logging.INFO, logger="vaelab"):
+        result = run_training(X_TRAIN, X_TEST, config, dataclasses.replace(TRAIN, epochs=1), tmp_path / "model",
+                              tmp_path / "history.csv", tmp_path / "backup", dataset="toy", verbose=0)
+    assert seen == [(result.history[-1]["val_kl"], SHAPE, "mlp")]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["train toy: the KL is far too big"]
+    assert (tmp_path / "model" / "encoder.keras").is_file()

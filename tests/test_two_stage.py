@@ -46,3 +46,19 @@ def test_bad_inputs_are_one_clear_error(tmp_path):
         fit_two_stage(np.zeros((1, 2)), np.zeros((1, 2)), TwoStageParams(epochs=1, width=4), seed=0, batch_size=4)
     with pytest.raises(VaelabError, match="missing or damaged"):
         load_two_stage(tmp_path / "absent")
+    nan_codes = np.zeros((8, 2), np.float32)
+    nan_codes[3, 1] = np.nan
+    with pytest.raises(VaelabError, match="^1 of 8 encoder posteriors hold non-finite values: the first stage diverged"):
+        fit_two_stage(nan_codes, np.zeros((8, 2)), TwoStageParams(epochs=1, width=4), seed=0, batch_size=4)
+
+
+def test_codes_of_a_diverged_first_stage_are_named_when_stage_two_fails():
+    """The diverged Caltech101 run's failure: log-variances of 40 (sd e^20) overflow stage two's
+    loss; the message gives the codes' KL, 0.5 * 4 * (e^40 - 41) = 4.71e17 nats, and their sd."""
+    means, log_vars = np.zeros((64, 4), np.float32), np.full((64, 4), 40.0, np.float32)
+    with pytest.raises(VaelabError) as error:
+        fit_two_stage(means, log_vars, TwoStageParams(epochs=1, width=8), seed=0, batch_size=32)
+    assert str(error.value) == (
+        "the two-stage sampler's loss became nan on first-stage codes of mean KL 4.71e+17 nats per image "
+        "(posterior sd up to 4.85e+08): if that is more than the image holds (train's warning line), re-train "
+        "the first stage; else lower two_stage's learning_rate or width in params.yaml")

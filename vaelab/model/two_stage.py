@@ -129,18 +129,30 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     if means.ndim != 2 or means.shape != np.shape(log_vars) or len(means) < 2:
         raise VaelabError(f"encoder posteriors of shape {means.shape} and {np.shape(log_vars)} cannot train the "
                           f"two-stage sampler: it needs (N >= 2, latent_dim) means and log-variances")
+    log_vars = np.asarray(log_vars, np.float32)
+    broken = int(np.sum(~(np.isfinite(means).all(axis=1) & np.isfinite(log_vars).all(axis=1))))
+    if broken:
+        raise VaelabError(f"{broken} of {len(means)} encoder posteriors hold non-finite values: the first stage "
+                          f"diverged (see train's warning line); re-run train before fit_density")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     encoder, decoder = build_networks(means.shape[1], params.width)
     model = _second_vae(encoder, decoder, seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate))
-    posterior = np.stack([means, np.asarray(log_vars, np.float32)], axis=1)  # (N, 2, L)
+    posterior = np.stack([means, log_vars], axis=1)  # (N, 2, L)
     batch = min(batch_size, len(posterior))
     # fit shuffles every epoch from the seed set above; eps is drawn afresh in every batch.
     history = model.fit(posterior, batch_size=batch, epochs=params.epochs, shuffle=True, verbose=verbose)
     if not np.all(np.isfinite(history.history["loss"])):
-        raise VaelabError(f"the two-stage sampler's loss became {history.history['loss'][-1]}; lower its "
-                          f"learning rate or width (two_stage in params.yaml)")
+        # A diverged first stage (README: Models) shows up here first as huge codes: name their size
+        # so the message does not send the user to the wrong stage's params.
+        kl = 0.5 * np.sum(np.exp(log_vars.astype(np.float64)) + np.square(means.astype(np.float64)) - 1.0 - log_vars,
+                          axis=1)
+        raise VaelabError(f"the two-stage sampler's loss became {history.history['loss'][-1]} on first-stage codes "
+                          f"of mean KL {np.mean(kl):.3g} nats per image (posterior sd up to "
+                          f"{np.exp(np.max(log_vars) / 2):.3g}): if that is more than the image holds (train's "
+                          f"warning line), re-train the first stage; else lower two_stage's learning_rate or width "
+                          f"in params.yaml")
     return TwoStage(decoder=decoder, log_gamma=float(np.asarray(model.log_gamma)))
 
 
