@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vaelab.core.errors import VaelabError
-from vaelab.model.networks import (ArchConfig, TrainedVae, arch_config, build_decoder, build_encoder, decode_uint8, encode_mean,
-                           reconstruct_uint8, sample_prior)
+from vaelab.model.networks import (ArchConfig, TrainedVae, arch_config, build_decoder, build_encoder, decode_uint8, encode,
+                           encode_mean, reconstruct_uint8, sample_prior)
 from vaelab.model.outputs import load_vae, save_vae
 from tests.conftest import tiny_params
 from vaelab.params import parse_params
@@ -161,3 +161,25 @@ def test_infogan_standard_deviation_head_is_dai_and_wipf_softplus():
     assert isinstance(encoder.get_layer("z_log_var"), SoftplusLogVariance)
     conv = build_encoder(ArchConfig((28, 28, 1), latent_dim=3, hidden_dim=8, architecture="conv"))
     assert type(conv.get_layer("z_log_var")).__name__ == "Dense"  # the measured conv rows keep theirs
+
+
+def test_a_saved_infogan_loads_in_a_fresh_process(tmp_path):
+    """load_vae alone (as evaluate and plot call it) finds the encoder's own layer: no earlier
+    import of the builders is needed to register it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    config = ArchConfig((28, 28, 1), latent_dim=3, hidden_dim=8, architecture="infogan")
+    trained = TrainedVae(build_encoder(config), build_decoder(config), config)
+    save_vae(trained, tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    code = ("import sys, numpy as np; from vaelab.model.outputs import load_vae; from vaelab.model.networks import "
+            "encode; m, v = encode(load_vae(sys.argv[1]), np.load(sys.argv[1] + '/images.npy')); "
+            "np.save(sys.argv[1] + '/log_var.npy', v)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "log_var.npy"), encode(trained, images)[1])

@@ -52,7 +52,7 @@ def load_vae(model_dir: str | Path) -> TrainedVae:
     """Load a model folder written by the train stage. A missing or damaged folder is a VaelabError."""
     import keras
 
-    import vaelab.model.layers  # noqa: F401  registers the infogan encoder's layer for load_model
+    from vaelab.model.layers import SoftplusLogVariance
 
     model_dir = Path(model_dir)
     names = (ENCODER_FILE, DECODER_FILE, CONFIG_FILE)
@@ -63,7 +63,9 @@ def load_vae(model_dir: str | Path) -> TrainedVae:
         )
     try:
         config = ArchConfig.from_json((model_dir / CONFIG_FILE).read_text())
-        encoder = keras.models.load_model(model_dir / ENCODER_FILE, compile=False)
+        # The infogan encoder's one layer of this package, by its registered name.
+        encoder = keras.models.load_model(model_dir / ENCODER_FILE, compile=False,
+                                          custom_objects={"vaelab>SoftplusLogVariance": SoftplusLogVariance})
         decoder = keras.models.load_model(model_dir / DECODER_FILE, compile=False)
         learned = (float(json.loads((model_dir / GAMMA_FILE).read_text())["log_gamma"])
                    if config.likelihood == "gaussian" and config.gamma == "learned" else None)
