@@ -1,9 +1,8 @@
 """The one Keras layer of this project that Keras does not ship: the infogan encoder's
 standard-deviation head.
 
-Imported (which registers it) by the encoder builder and by the model loader, never at import
-time of the lighter modules. Keras' ``load_model`` finds it by its registered name
-``vaelab>SoftplusLogVariance``.
+Imported by the encoder builder and by the model loader (inside their functions, so the
+lighter modules never import Keras); saved models name it ``vaelab>SoftplusLogVariance``.
 """
 
 from __future__ import annotations
@@ -23,9 +22,10 @@ class SoftplusLogVariance(keras.layers.Layer):
 
     Why not a plain log-variance head: in training mode batch norm rescales a batch by its own
     statistics, and on colour images with a few outlying pictures the head's input reaches
-    several standard deviations in every unit at once. exp(log_var) then turned outputs of 30-60
-    into KL terms of 1e7-1e16 nats within a few steps; softplus grows linearly, so the same
-    outputs cost sd^2 / 2, a few thousand nats, which the KL gradient pulls back.
+    several standard deviations in every unit at once. exp(log_var) then turned head outputs of
+    30 to 60 into KL terms of 1e7 to 1e16 nats within a few steps (README: Models); softplus
+    grows linearly, so an output of 30 costs sd^2 / 2 = 450 nats in its unit, a pull the KL
+    gradient can answer.
     """
 
     def call(self, raw):

@@ -8,8 +8,8 @@ deviation gamma, fixed or learned (the decoder outputs the mean; see
 :mod:`vaelab.model.losses`).
 
 Encoder and decoder are two plain functional Keras models made of built-in layers and, in the
-infogan encoder, one registered layer of this package (:mod:`vaelab.model.layers`), so
-``keras.models.load_model`` reads them back once that module is imported:
+infogan encoder, one layer of this package (:mod:`vaelab.model.layers`), which
+:func:`vaelab.model.outputs.load_vae` names to ``keras.models.load_model``:
 
 * encoder: float32 images in [0, 1], (N, H, W, C) -> [mean (N, L), log_var (N, L)];
 * decoder: z (N, L) -> (N, H, W, C) logits (bernoulli) or means (gaussian).

@@ -146,8 +146,9 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     if not np.all(np.isfinite(history.history["loss"])):
         # A diverged first stage (README: Models) shows up here first as huge codes: name their size
         # so the message does not send the user to the wrong stage's params.
-        kl = 0.5 * np.sum(np.exp(log_vars.astype(np.float64)) + np.square(means.astype(np.float64)) - 1.0 - log_vars,
-                          axis=1)
+        from vaelab.model.losses import kl_per_image
+
+        kl = np.asarray(kl_per_image(means, log_vars), dtype=np.float64)
         raise VaelabError(f"the two-stage sampler's loss became {history.history['loss'][-1]} on first-stage codes "
                           f"of mean KL {np.mean(kl):.3g} nats per image (posterior sd up to "
                           f"{np.exp(np.max(log_vars) / 2):.3g}): if that is more than the image holds (train's "
