@@ -305,3 +305,16 @@ def test_tensorflow_start_up_lines_show_only_with_the_switch():
     assert quiet[0].endswith("set VAELAB_TF_LOGS=1 to see its own start-up messages")
     loud = start(VAELAB_TF_LOGS="1")
     assert loud[-1] == quiet[0] and len(loud) > 1  # TensorFlow's own lines come first
+
+
+def test_reconstruction_fid_scores_as_many_test_images_as_a_sampler(test_images, reference, extractor):
+    # 40 samples per FID of 60 test images: the reconstructions are of the first 40, not all 60.
+    dark = lambda x: (x // 4).astype(np.uint8)  # noqa: E731
+    seen = []
+    result = run_evaluate(test_images, reference, extractor,
+                          generate_batch=lambda start, count: test_images[start:start + count],
+                          reconstruct_batch=lambda x: seen.append(len(x)) or dark(x), num_samples=40)
+    assert sum(seen) == 40 and result.provenance["fid_num_reconstructions"] == 40
+    first = compute_reference(dark(test_images[:40]), extractor, 25, 0, progress=False)
+    assert result.metrics["reconstruction"]["fid"] == pytest.approx(
+        frechet_distance(first.mu, first.sigma, reference.mu, reference.sigma), rel=1e-9)

@@ -25,7 +25,7 @@ def test_project_params_are_valid(raw):
     assert (caltech.kind, caltech.image_size, caltech.test_fraction) == ("caltech101", 64, 0.2)
     assert params.dataset("mnist").model.choice.architecture == "infogan"
     assert params.dataset("cifar10").model.choice.gamma == "learned"  # read as the choice, not a number
-    assert params.fid.network == "inception2015" and params.fid.num_samples == 10000
+    assert params.fid.network == "inception2015" and params.fid.num_samples == 5000
     assert params.fid.precision == "float32" and params.fid.image_size == 299
 
 

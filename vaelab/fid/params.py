@@ -17,7 +17,7 @@ FID_MIN_SIZE = 75  # keras.applications.InceptionV3's smallest input
 @dataclass(frozen=True)
 class FidParams:
     network: str = knob("inception2015", "choice", "the feature network (vaelab.fid.features)", choices=FID_NETWORKS)
-    num_samples: int = knob(10000, "int", "generated images per FID; below ~2048 the estimate is biased", low=2)
+    num_samples: int = knob(5000, "int", "generated images (and reconstructions) per FID; below ~2048 biased", low=2)
     batch_size: int = knob(50, "int", "images per Inception batch (the 299-px activations dominate memory)", low=1)
     image_size: int = knob(FID_NATIVE_SIZE, "int", "the network's input size", low=FID_MIN_SIZE)
     precision: str = knob("float32", "choice", "the network's compute precision", choices=FID_PRECISIONS)

@@ -33,7 +33,7 @@ GAMMA_FILE = "gamma.json"
 
 @dataclass(frozen=True)
 class TwoStageParams:
-    epochs: int = knob(20, "int", "passes of the second stage over the training images' codes", low=1)
+    epochs: int = knob(10, "int", "passes of the second stage over the training images' codes", low=1)
     width: int = knob(1024, "int", "units of each of the second stage's dense layers", low=1)
     learning_rate: float = knob(1e-3, "float", "Adam's step size for the second stage", low=0.0, low_inclusive=False)
 
