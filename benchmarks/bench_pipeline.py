@@ -16,7 +16,7 @@ stage at a time in DAG order (``dvc repro -s <stage>@<dataset>``), each in a chi
 wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for, from
 ``wait4``) it prints, then the whole ``dvc repro``, which must find nothing to do.
 
-    python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (84 min at the old defaults)
+    python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (47 min at the defaults, 84 at the old ones)
     python benchmarks/bench_pipeline.py --dataset cifar10      # 46 min on 2 Zen 4 cores
     python benchmarks/bench_pipeline.py --dataset caltech101   # at infogan (then the default): train 880 s, fit_density failed (README: Models)
     python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
