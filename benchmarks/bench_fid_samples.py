@@ -60,11 +60,14 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path, Path]:
     from vaelab.model import networks
     from vaelab.model.outputs import save_vae
 
+    import keras
+
+    keras.utils.set_random_seed(0)  # the untrained weights, so a smoke run prints the same numbers
     config = networks.ArchConfig(image_shape=(28, 28, 1), latent_dim=2, hidden_dim=8)
     models = folder / "models"
     models.mkdir(parents=True)
     save_vae(networks.TrainedVae(networks.build_encoder(config), networks.build_decoder(config), config), models)
-    params = {"seed": 1, "data_seed": 2, "batch_size": 16,
+    params = {"seed": 1, "data_seed": 2, "batch_size": 16, "datasets": {"tiny": {"data": {"kind": "mnist"}}},
               "fid": {"network": "random", "image_size": 75, "batch_size": 16, "precision": "float32"}}
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
@@ -87,10 +90,10 @@ def main() -> None:
                         help="a check that the benchmark runs: an untrained tiny model, the random network at 75 px, "
                              "64 samples")
     args = parser.parse_args()
-    if args.smoke:
-        from vaelab.core.cli import tensorflow_environment
+    from vaelab.core.cli import tensorflow_environment
 
-        tensorflow_environment()
+    tensorflow_environment()  # the allocator a stage runs with, set before TensorFlow is imported
+    if args.smoke:
         models, reference, params = smoke_inputs(Path(tempfile.mkdtemp(prefix="bench-fid-samples-")))
         args = parser.parse_args([*sys.argv[1:], "--models", str(models), "--reference", str(reference),
                                   "--params", str(params), "--max-samples", "64", "--sizes", "16,32,64"])
@@ -102,15 +105,10 @@ def main() -> None:
         parser.error(f"--sizes {args.sizes} must lie between 2 and --max-samples {args.max_samples}")
     if args.weights:
         os.environ["VAELAB_FID_WEIGHTS"] = os.path.abspath(args.weights)
-    import yaml
-
-    from vaelab.core.cli import tensorflow_environment
-
-    tensorflow_environment()  # the allocator a stage runs with
     print(f"reproduce: python benchmarks/bench_fid_samples.py {' '.join(sys.argv[1:])}  (cpu cores: {os.cpu_count()})",
           flush=True)
 
-    from vaelab.core.params import shared_params
+    from vaelab.core.params import read_params, shared_params
     from vaelab.fid.feature_stats import compute_activations
     from vaelab.fid.features import build_feature_extractor, find_weights
     from vaelab.fid.params import fid_params
@@ -119,7 +117,7 @@ def main() -> None:
     from vaelab.model import networks
     from vaelab.model.outputs import load_vae
 
-    raw = yaml.safe_load(args.params.read_text())
+    raw = read_params(args.params)
     params, fid = shared_params(raw), fid_params(raw)
     reference = load_reference(args.reference)
     weights = find_weights(fid.network, params.data_seed)
