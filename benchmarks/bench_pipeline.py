@@ -154,6 +154,8 @@ def make_repo(repo: Path, dataset: str, quick: bool = False, smoke: bool = False
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["datasets"] = {dataset: params["datasets"][dataset]}
     params["fid"]["network"] = "random"  # same cost as inception2015 at 299 px, no weights file needed
+    if quick or smoke:
+        params["datasets"][dataset].get("model", {}).pop("epochs", None)  # the global epochs below rule
     if quick:
         params["epochs"], params["fid"]["num_samples"] = 2, 256
     if smoke:

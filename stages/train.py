@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.training.params import train_params
 
     raw = stage_params(args)
-    train = train_config(shared_params(raw), train_params(raw))
     model = model_params(raw, args.dataset)
+    train = train_config(shared_params(raw), train_params(raw), epochs=model.choice.epochs)
     data = load_prepared(args.data)
     # Every check that can fail runs before TensorFlow is even imported.
     check_training_inputs(train, len(data.x_train), len(data.x_test), args.dataset)

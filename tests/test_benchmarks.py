@@ -52,3 +52,20 @@ def test_benchmark_smoke(name: str) -> None:
     assert result.returncode == 0, f"{name} --smoke failed ({result.returncode}):\n{output[-4000:]}"
     missing = [line for line in BENCHMARKS[name] if line not in output]
     assert not missing, f"{name} --smoke did not print {missing}:\n{output[-4000:]}"
+
+
+@pytest.mark.parametrize("mode", ["quick", "smoke"])
+def test_bench_pipeline_short_modes_train_the_short_epochs(tmp_path, mode: str) -> None:
+    """A dataset's own epochs (Caltech101's 35) must not outlast --quick's 2 or --smoke's 1."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("bench_pipeline", PROJECT_ROOT / "benchmarks" / "bench_pipeline.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.make_repo(tmp_path, "caltech101", **{mode: True})
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert list(params["datasets"]) == ["caltech101"]
+    assert "epochs" not in params["datasets"]["caltech101"]["model"]
+    assert params["epochs"] == {"quick": 2, "smoke": 1}[mode]

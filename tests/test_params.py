@@ -25,6 +25,9 @@ def test_project_params_are_valid(raw):
     assert (caltech.kind, caltech.image_size, caltech.test_fraction) == ("caltech101", 64, 0.2)
     assert params.dataset("mnist").model.choice.architecture == "infogan"
     assert params.dataset("cifar10").model.choice.gamma == "learned"  # read as the choice, not a number
+    # Each dataset's epochs give about the same number of steps (MNIST's: the top-level 5).
+    assert {name: entry.model.choice.epochs for name, entry in params.datasets.items()} == {
+        "mnist": None, "fashion_mnist": None, "cifar10": 6, "caltech101": 35}
     assert params.fid.network == "inception2015" and params.fid.num_samples == 5000
     assert params.fid.precision == "float32" and params.fid.image_size == 299
 
@@ -43,6 +46,8 @@ def test_project_params_are_valid(raw):
         (lambda r: r["datasets"]["mnist"]["model"].update(architecture="resnet"),
          "datasets.mnist.model.architecture = 'resnet'"),
         (lambda r: r["datasets"]["caltech101"]["data"].update(image_size=0), "datasets.caltech101.data.image_size = 0"),
+        (lambda r: r["datasets"]["caltech101"]["model"].update(epochs=0),
+         "datasets.caltech101.model.epochs = 0 is invalid; allowed: an integer >= 1"),
         (lambda r: r["datasets"]["caltech101"]["data"].update(test_fraction=1.5),
          "datasets.caltech101.data.test_fraction = 1.5"),
         (lambda r: r["datasets"]["mnist"]["data"].update(image_size=64), "datasets.mnist.data.image_size = 64"),

@@ -20,7 +20,8 @@ from vaelab.training.backup import fingerprint, read_backup
 from vaelab.training.hardware import cpu_has_bfloat16, mixed_precision_policy
 from vaelab.model.networks import ArchConfig, decode_uint8
 from vaelab.model.outputs import HISTORY_COLUMNS, load_vae, read_history
-from vaelab.training.loop import TrainConfig, check_training_inputs, diverged_kl, run_training, train_dataset, train_vae
+from vaelab.training.loop import (TrainConfig, check_training_inputs, diverged_kl, run_training, train_config,
+                                  train_dataset, train_vae)
 
 SHAPE = (10, 10, 1)
 # conv with dropout: exercises the decoder's crop (10 -> 5 -> 3 -> 12 -> 10) and the dropout
@@ -290,9 +291,24 @@ def test_stage_refuses_bad_params_before_any_work(tmp_path, write_params, overri
     assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt").exists()
 
 
+def test_a_dataset_s_own_epochs_replace_the_top_level_ones(write_params):
+    """`datasets.<name>.model.epochs` is that dataset's; without it the top-level `epochs` rules."""
+    from vaelab.core.params import read_params, shared_params
+    from vaelab.model.params import model_params
+    from vaelab.training.params import train_params
+
+    own = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "epochs": 3}}}
+    for datasets, expected in ((TOY, 5), (own, 3)):
+        raw = read_params(toy_params(write_params, epochs=5, datasets=datasets))
+        config = train_config(shared_params(raw), train_params(raw), epochs=model_params(raw, "toy").choice.epochs)
+        assert (config.epochs, config.batch_size, config.seed) == (expected, 50, 3)
+
+
 @pytest.mark.slow
 def test_stage_cli_writes_model_and_history(tmp_path, write_params):
-    args = _stage_args(tmp_path, toy_params(write_params))
+    # The dataset's own 2 epochs, not the top level's 4: the stage passes them on.
+    own_epochs = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "epochs": 2}}}
+    args = _stage_args(tmp_path, toy_params(write_params, epochs=4, datasets=own_epochs))
     result = subprocess.run([sys.executable, "-m", "stages.train", *args], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

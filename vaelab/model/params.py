@@ -1,5 +1,6 @@
 """The model's knobs: ``latent_dim``, ``hidden_dim``, ``conv`` and each dataset's ``model`` (train;
-the later stages read the saved architecture instead). The ex-post density's ``gmm`` is
+the later stages read the saved architecture instead). A dataset's ``model`` entry is everything
+train reads per dataset, so it also holds that dataset's own ``epochs``. The ex-post density's ``gmm`` is
 :mod:`vaelab.model.density`'s."""
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class ModelChoice:
     gamma: float | str = knob(GAUSSIAN_SIGMA, "float", "gaussian only: the decoder's standard deviation gamma, fixed at this "
                                             "value, or learned (Dai & Wipf 2019; log gamma starts at 0)",
                               low=0.0, low_inclusive=False, choices=("learned",))
+    # Per dataset, because one epoch is a different number of steps on each: a learned gamma
+    # needs steps (README: What a run costs), and a small dataset gets few from the global knob.
+    epochs: int | None = knob(None, "int", "this dataset's passes over its training images, in place of the "
+                                           "top-level epochs (absent: those)", low=1)
 
 
 @dataclass(frozen=True)
