@@ -5,7 +5,7 @@ train reads per dataset, so it also holds that dataset's own ``epochs``. The ex-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from vaelab.core.params import dataset_entry
@@ -36,6 +36,8 @@ class ModelChoice:
     # needs steps (README: What a run costs), and a small dataset gets few from the global knob.
     epochs: int | None = knob(None, "int", "this dataset's passes over its training images, in place of the "
                                            "top-level epochs (absent: those)", low=1)
+    latent_dim: int | None = knob(None, "int", "this dataset's size of z, in place of the top-level latent_dim "
+                                               "(absent: that)", low=1)
 
 
 @dataclass(frozen=True)
@@ -57,5 +59,8 @@ def model_choice(raw: Mapping[str, Any], name: str) -> ModelChoice:
 
 
 def model_params(raw: Mapping[str, Any], name: str) -> ModelParams:
-    """The model of dataset ``name`` from the top-level mapping ``raw``, checked."""
-    return parse_section(ModelParams, raw, whole=False, conv=conv_params(raw), choice=model_choice(raw, name))
+    """The model of dataset ``name`` from the top-level mapping ``raw``, checked; its ``latent_dim``
+    is the dataset's own where its ``model`` entry names one."""
+    choice = model_choice(raw, name)
+    model = parse_section(ModelParams, raw, whole=False, conv=conv_params(raw), choice=choice)
+    return model if choice.latent_dim is None else replace(model, latent_dim=choice.latent_dim)
