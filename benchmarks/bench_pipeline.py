@@ -18,7 +18,7 @@ wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for,
 
     python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (47 min at the defaults, 84 at the old ones)
     python benchmarks/bench_pipeline.py --dataset cifar10      # 46 min on 2 Zen 4 cores
-    python benchmarks/bench_pipeline.py --dataset caltech101   # 26 min at the defaults (README: What a run costs)
+    python benchmarks/bench_pipeline.py --dataset caltech101   # ~40 min at the defaults (README: What a run costs)
     python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
 
 Target: no stage of a default run needs more than ~4 GB.
