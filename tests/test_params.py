@@ -115,7 +115,7 @@ def test_image_folder_entry(raw):
 
 def test_a_dataset_s_own_latent_dim_replaces_the_top_level_one(raw):
     raw["latent_dim"] = 12
-    for name, entry in raw["datasets"].items():
+    for entry in raw["datasets"].values():
         entry["model"].pop("latent_dim", None)
     raw["datasets"]["cifar10"]["model"]["latent_dim"] = 40
     params = parse_params(raw)

@@ -1,6 +1,6 @@
 """The model's knobs: ``latent_dim``, ``hidden_dim``, ``conv`` and each dataset's ``model`` (train;
 the later stages read the saved architecture instead). A dataset's ``model`` entry is everything
-train reads per dataset, so it also holds that dataset's own ``epochs``. The ex-post density's ``gmm`` is
+train reads per dataset, so it also holds that dataset's own ``epochs`` and ``latent_dim``. The ex-post density's ``gmm`` is
 :mod:`vaelab.model.density`'s."""
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The model of one dataset: the top-level sizes, ``conv`` and the dataset's ``model`` entry."""
+    """The model of one dataset: the top-level sizes (``latent_dim`` the dataset's own where its entry
+    names one), ``conv`` and the dataset's ``model`` entry."""
 
     latent_dim: int = knob(REQUIRED, "int", "size of z", low=1)
     hidden_dim: int = knob(REQUIRED, "int", "mlp: width of the hidden layer; conv: width of the dense layer", low=1)
