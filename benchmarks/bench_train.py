@@ -19,9 +19,9 @@ float32 batch cached in memory (no input work at all, the ceiling of any input p
 turns XLA off under op determinism (which training enables; it warns "Model doesn't support
 jit_compile=True"), so the XLA row runs in a process of its own without determinism, and
 prints whether the compiled model really had XLA on. Also:
-absolute images/s of our default models (params.yaml: hidden 512, latent 2, conv filters
-[32, 64, 128]) on MNIST (28x28x1) and CIFAR-10 (32x32x3) geometry, both architectures, in
-both precisions.
+absolute images/s of our default models (params.yaml: each dataset's own latent size and
+likelihood) on MNIST (28x28x1) and CIFAR-10 (32x32x3) geometry, each architecture, in both
+precisions, and one epoch of the Two-Stage sampler's second stage.
 
 Arithmetic, counted by hand for the comparison's architecture (a multiply-add is 2 FLOPs):
 13.4 MFLOP per image forward, 10.8 of them in the two stride-2 transposed convolutions, so
@@ -200,15 +200,17 @@ ALLOCATORS = {"after": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}, "before": {"TF_CPU_
 
 
 def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool) -> dict[str, float]:
-    """images/s of the default models (params.yaml) on MNIST and CIFAR-10 geometry, both
-    architectures, float32 (and mixed precision where the CPU has bfloat16 hardware: 0 where not)."""
-    from vaelab.model.networks import ArchConfig
+    """images/s of the default models (params.yaml) on MNIST and CIFAR-10 geometry, each
+    architecture, float32 (and mixed precision where the CPU has bfloat16 hardware: 0 where not).
+    Each geometry takes its dataset's own model (latent size, likelihood); only the architecture
+    is swept."""
+    from vaelab.model.networks import arch_config
     from vaelab.params import load_params
     from vaelab.training.hardware import bfloat16_is_emulated
     from vaelab.training.loop import TrainConfig
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    model = params.dataset("mnist").model  # the shared sizes; the architecture is swept below
+    models = {"MNIST": params.dataset("mnist").model, "CIFAR-10": params.dataset("cifar10").model}
     default = TrainConfig(epochs=1, batch_size=params.shared.batch_size, learning_rate=params.train.learning_rate,
                           seed=0)
     rng = np.random.default_rng(0)
@@ -217,9 +219,9 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
     rates = {}
     for name, architecture in ((name, arch) for name in ("MNIST", "CIFAR-10") for arch in ("mlp", "conv", "infogan")):
         images = data[name]
-        config = ArchConfig(image_shape=images.shape[1:], latent_dim=model.latent_dim,
-                            hidden_dim=model.hidden_dim, architecture=architecture,
-                            filters=model.conv.filters, dropout=model.conv.dropout)
+        model = models[name]
+        config = arch_config(dataclasses.replace(model, choice=dataclasses.replace(model.choice, architecture=architecture)),
+                             images.shape[1:])
         for precision in ("float32", "mixed") if mixed_too else ("float32",):
             setting = dataclasses.replace(default, mixed_precision=precision == "mixed")
             label = f"{name} {architecture:7s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
