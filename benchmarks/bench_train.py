@@ -211,7 +211,7 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     models = {"MNIST": params.dataset("mnist").model, "CIFAR-10": params.dataset("cifar10").model}
-    default = TrainConfig(epochs=1, batch_size=params.shared.batch_size, learning_rate=params.train.learning_rate,
+    default = TrainConfig(epochs=1, batch_size=params.shared.batch_size, learning_rate=params.dataset("mnist").train.learning_rate,
                           seed=0)
     rng = np.random.default_rng(0)
     data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
 
     raw = stage_params(args)
     model = model_params(raw, args.dataset)
-    train = train_config(shared_params(raw), train_params(raw), epochs=model.choice.epochs)
+    train = train_config(shared_params(raw), train_params(raw, args.dataset))
     data = load_prepared(args.data)
     # Every check that can fail runs before TensorFlow is even imported.
     check_training_inputs(train, len(data.x_train), len(data.x_test), args.dataset)

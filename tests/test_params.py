@@ -140,7 +140,7 @@ def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(text.replace("beta: 1.0 ", "beta: 5E-1 "))
     params = load_params(path)
-    assert params.train.learning_rate == 1e-4 and params.train.beta == 0.5
+    assert params.dataset("mnist").train.learning_rate == 1e-4 and params.dataset("mnist").train.beta == 0.5
     path.write_text(text.replace("learning_rate: 1e-4", "learning_rate: 1e"))
     with pytest.raises(VaelabError, match=r"learning_rate = '1e' is invalid"):
         load_params(path)

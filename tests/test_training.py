@@ -294,14 +294,17 @@ def test_stage_refuses_bad_params_before_any_work(tmp_path, write_params, overri
 def test_a_dataset_s_own_epochs_replace_the_top_level_ones(write_params):
     """`datasets.<name>.model.epochs` is that dataset's; without it the top-level `epochs` rules."""
     from vaelab.core.params import read_params, shared_params
-    from vaelab.model.params import model_params
+    from vaelab.params import load_params
     from vaelab.training.params import train_params
 
     own = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "epochs": 3}}}
     for datasets, expected in ((TOY, 5), (own, 3)):
-        raw = read_params(toy_params(write_params, epochs=5, datasets=datasets))
-        config = train_config(shared_params(raw), train_params(raw), epochs=model_params(raw, "toy").choice.epochs)
+        path = toy_params(write_params, epochs=5, datasets=datasets)
+        raw = read_params(path)
+        config = train_config(shared_params(raw), train_params(raw, "toy"))
         assert (config.epochs, config.batch_size, config.seed) == (expected, 50, 3)
+        # The whole-file view (tests, benchmarks, scripts) reads the same epochs as the stage.
+        assert load_params(path).dataset("toy").train.epochs == expected
 
 
 @pytest.mark.slow

@@ -21,10 +21,12 @@ from vaelab.training.params import TrainParams, train_params
 
 @dataclass(frozen=True)
 class DatasetParams:
-    """One entry under ``datasets:``: its data settings and its whole model."""
+    """One entry under ``datasets:``: its data settings, its whole model and how it trains (each
+    with the dataset's own ``latent_dim`` and ``epochs`` where its entry names them)."""
 
     data: DataParams
     model: ModelParams
+    train: TrainParams
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,6 @@ class Params:
     """Every section, checked by its phase's schema."""
 
     shared: SharedParams
-    train: TrainParams
     fid: FidParams
     gmm: GmmParams
     two_stage: TwoStageParams
@@ -50,9 +51,10 @@ def parse_params(raw: Any) -> Params:
     """Check the parsed YAML mapping ``raw`` section by section."""
     raw = check_top_level(raw)
     return Params(
-        shared=shared_params(raw), train=train_params(raw), fid=fid_params(raw), gmm=gmm_params(raw), two_stage=two_stage_params(raw),
+        shared=shared_params(raw), fid=fid_params(raw), gmm=gmm_params(raw), two_stage=two_stage_params(raw),
         plots=plot_params(raw),
-        datasets={name: DatasetParams(data_params(raw, name), model_params(raw, name)) for name in raw["datasets"]},
+        datasets={name: DatasetParams(data_params(raw, name), model_params(raw, name), train_params(raw, name))
+                  for name in raw["datasets"]},
     )
 
 

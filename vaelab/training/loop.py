@@ -57,11 +57,10 @@ class TrainConfig:
     mixed_precision: bool = False
 
 
-def train_config(shared: SharedParams, train: TrainParams, epochs: int | None = None) -> TrainConfig:
-    """The :class:`TrainConfig` of the checked params (:mod:`vaelab.core.params`, :mod:`vaelab.training.params`);
-    ``epochs``: the dataset's own (``datasets.<name>.model.epochs``), which replaces ``train.epochs``."""
+def train_config(shared: SharedParams, train: TrainParams) -> TrainConfig:
+    """The :class:`TrainConfig` of the checked params (:mod:`vaelab.core.params`, :mod:`vaelab.training.params`)."""
     return TrainConfig(
-        epochs=train.epochs if epochs is None else epochs, batch_size=shared.batch_size, learning_rate=train.learning_rate,
+        epochs=train.epochs, batch_size=shared.batch_size, learning_rate=train.learning_rate,
         seed=shared.seed, beta=train.beta, mixed_precision=train.mixed_precision,
     )
 

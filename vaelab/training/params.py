@@ -1,11 +1,13 @@
-"""Training's knobs: ``epochs``, ``learning_rate``, ``beta``, ``mixed_precision`` (train)."""
+"""Training's knobs: ``epochs``, ``learning_rate``, ``beta``, ``mixed_precision`` (train), as one
+dataset trains with them: its own ``datasets.<name>.model.epochs`` where it names one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from vaelab.core.schema import REQUIRED, knob, parse_section
+from vaelab.model.params import model_choice
 
 
 @dataclass(frozen=True)
@@ -16,5 +18,10 @@ class TrainParams:
     mixed_precision: bool = knob(False, "bool", "16-bit compute, float32 weights: float16 on GPUs, bfloat16 on CPUs")
 
 
-def train_params(raw: Mapping[str, Any]) -> TrainParams:
-    return parse_section(TrainParams, raw, whole=False)
+def train_params(raw: Mapping[str, Any], name: str) -> TrainParams:
+    """How dataset ``name`` trains, from the top-level mapping ``raw``, checked: its ``epochs`` are the
+    dataset's own where its ``model`` entry names them (as :func:`vaelab.model.params.model_params`
+    does for ``latent_dim``), so every reader of the params sees the epochs train runs."""
+    train = parse_section(TrainParams, raw, whole=False)
+    epochs = model_choice(raw, name).epochs
+    return train if epochs is None else replace(train, epochs=epochs)
