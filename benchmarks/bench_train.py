@@ -207,12 +207,14 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
     from vaelab.model.networks import arch_config
     from vaelab.params import load_params
     from vaelab.training.hardware import bfloat16_is_emulated
-    from vaelab.training.loop import TrainConfig
+    from vaelab.training.loop import train_config
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    models = {"MNIST": params.dataset("mnist").model, "CIFAR-10": params.dataset("cifar10").model}
-    default = TrainConfig(epochs=1, batch_size=params.shared.batch_size, learning_rate=params.dataset("mnist").train.learning_rate,
-                          seed=0)
+    keys = {"MNIST": "mnist", "CIFAR-10": "cifar10"}
+    models = {name: params.dataset(key).model for name, key in keys.items()}
+    # Each geometry trains as its stage would (batch size, learning rate, beta), for one epoch, seed 0.
+    trains = {name: dataclasses.replace(train_config(params.shared, params.dataset(key).train), epochs=1, seed=0,
+                                        mixed_precision=False) for name, key in keys.items()}
     rng = np.random.default_rng(0)
     data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),
             "CIFAR-10": rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)}
@@ -223,7 +225,7 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
         config = arch_config(dataclasses.replace(model, choice=dataclasses.replace(model.choice, architecture=architecture)),
                              images.shape[1:])
         for precision in ("float32", "mixed") if mixed_too else ("float32",):
-            setting = dataclasses.replace(default, mixed_precision=precision == "mixed")
+            setting = dataclasses.replace(trains[name], mixed_precision=precision == "mixed")
             label = f"{name} {architecture:7s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
             rates[label] = (0.0 if bfloat16_is_emulated(setting.mixed_precision)
                             else ours_runner(images, steps, config, setting)[0]())
