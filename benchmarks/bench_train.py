@@ -210,22 +210,20 @@ def default_model_rates(steps: int, n_mnist: int, n_cifar: int, mixed_too: bool)
     from vaelab.training.loop import train_config
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    keys = {"MNIST": "mnist", "CIFAR-10": "cifar10"}
-    models = {name: params.dataset(key).model for name, key in keys.items()}
-    # Each geometry trains as its stage would (batch size, learning rate, beta), for one epoch, seed 0.
-    trains = {name: dataclasses.replace(train_config(params.shared, params.dataset(key).train), epochs=1, seed=0,
-                                        mixed_precision=False) for name, key in keys.items()}
+    defaults = {"MNIST": params.dataset("mnist"), "CIFAR-10": params.dataset("cifar10")}
     rng = np.random.default_rng(0)
     data = {"MNIST": rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8),
             "CIFAR-10": rng.integers(0, 256, (n_cifar, 32, 32, 3), dtype=np.uint8)}
     rates = {}
     for name, architecture in ((name, arch) for name in ("MNIST", "CIFAR-10") for arch in ("mlp", "conv", "infogan")):
         images = data[name]
-        model = models[name]
+        model = defaults[name].model
+        # Each geometry trains as its stage would (batch size, learning rate, beta), for one epoch, seed 0.
+        train = dataclasses.replace(train_config(params.shared, defaults[name].train), epochs=1, seed=0)
         config = arch_config(dataclasses.replace(model, choice=dataclasses.replace(model.choice, architecture=architecture)),
                              images.shape[1:])
         for precision in ("float32", "mixed") if mixed_too else ("float32",):
-            setting = dataclasses.replace(trains[name], mixed_precision=precision == "mixed")
+            setting = dataclasses.replace(train, mixed_precision=precision == "mixed")
             label = f"{name} {architecture:7s} {'x'.join(map(str, images.shape[1:])):8s} {precision:7s}"
             rates[label] = (0.0 if bfloat16_is_emulated(setting.mixed_precision)
                             else ours_runner(images, steps, config, setting)[0]())
