@@ -5,9 +5,12 @@
 
 runs ``dvc exp run -n <name>-seed<k> -S seed=<k> [-S ...] [targets]`` for each seed in turn (a
 seed re-runs train, fit_density, evaluate and plot only: the data stages and the reference
-statistics take ``data_seed``), then reads `dvc exp show --json` and prints, per metric, the
-mean ± the sample standard deviation (ddof = 1, as Dai & Wipf 2019 and Ghosh et al. 2020 report)
-over the seeds' experiments. ``--no-run`` only aggregates experiments that already exist.
+statistics take ``data_seed``), each from the same ``params.yaml`` (DVC applies an experiment's
+params to the workspace, so it restores the sweep's own before the next seed: every seed gets
+exactly the ``-S`` set, and a ``+key=value`` that adds a key works for every seed), then reads
+`dvc exp show --json` and prints, per metric, the mean ± the sample standard deviation (ddof = 1,
+as Dai & Wipf 2019 and Ghosh et al. 2020 report) over the seeds' experiments. ``--no-run`` only
+aggregates experiments that already exist.
 """
 
 from __future__ import annotations
@@ -47,6 +50,24 @@ def summary(table: Any, names: list[str], metrics: list[str]) -> Any:
                          "n": len(runs)})
 
 
+def run_seeds(seeds: list[int], names: list[str], set_params: list[str], targets: list[str],
+              params_file: Path) -> None:
+    """``dvc exp run -n <name> -S seed=<seed> [-S ...] [targets]`` per seed, each from ``params_file``
+    as it was before the first: DVC applies a finished experiment to the workspace, and its params
+    there would make the next seed's ``-S +key=value`` fail ("an item is already at key")."""
+    if not params_file.is_file():
+        raise VaelabError(f"{params_file} not found in {Path.cwd()}; run the sweep from the project's root")
+    baseline = params_file.read_bytes()
+    for index, (seed, name) in enumerate(zip(seeds, names)):
+        if index:
+            params_file.write_bytes(baseline)
+        command = [sys.executable, "-m", "dvc", "exp", "run", "-n", name, "-S", f"seed={seed}",
+                   *(item for value in set_params for item in ("-S", value)), *targets]
+        print(f"seed {seed}: {' '.join(command[2:])}", flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise VaelabError(f"`dvc {' '.join(command[3:])}` failed; see its output above")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", required=True, help="comma-separated seeds (0,1,2)")
@@ -68,12 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     names = [experiment_name(args.name, seed) for seed in seeds]
     if not args.no_run:
-        for seed, name in zip(seeds, names):
-            command = [sys.executable, "-m", "dvc", "exp", "run", "-n", name, "-S", f"seed={seed}",
-                       *(item for value in args.set_param for item in ("-S", value)), *args.targets]
-            print(f"seed {seed}: {' '.join(command[2:])}", flush=True)
-            if subprocess.run(command).returncode != 0:
-                raise VaelabError(f"`dvc {' '.join(command[3:])}` failed; see its output above")
+        run_seeds(seeds, names, args.set_param, args.targets, Path("params.yaml"))
     table = summary(experiments_table(exp_show_records(args.json), args.metrics_file), names, metrics)
     for row in table.itertuples():
         print(f"{row.metric}: {row.mean:.4g} ± {row.std:.2g} (mean ± std over {row.n} seeds)")

@@ -4,6 +4,7 @@ it on real output)."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from PIL import Image
@@ -90,3 +91,27 @@ def test_seed_sweep_reports_mean_and_sample_std_over_the_named_runs(tmp_path, ca
         seed_sweep.main(["--seeds", "0,3", "--metrics", "fid", "--no-run", "--json", str(saved)])
     with pytest.raises(VaelabError, match="at least two different seeds"):
         seed_sweep.main(["--seeds", "1", "--metrics", "fid", "--no-run", "--json", str(saved)])
+
+
+def test_seed_sweep_runs_every_seed_from_the_sweeps_own_params(tmp_path, monkeypatch, capsys):
+    """DVC applies each finished experiment's params to the workspace; the next seed must start from
+    the sweep's params.yaml again, or its `-S +key=value` fails on the key the last one added."""
+    from scripts import seed_sweep
+
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 42\nlatent_dim: 16\n")
+    seen = []
+
+    def fake_dvc(command):
+        seen.append((command[command.index("-n") + 1], params.read_text()))
+        params.write_text(params.read_text().replace("seed: 42", "seed: 9") + "gamma: learned\n")  # as DVC applies
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(seed_sweep.subprocess, "run", fake_dvc)
+    seed_sweep.run_seeds([0, 1, 2], ["s-seed0", "s-seed1", "s-seed2"], ["+gamma=learned"], ["evaluate@mnist"], params)
+    assert seen == [(f"s-seed{k}", "seed: 42\nlatent_dim: 16\n") for k in range(3)]
+    assert params.read_text() == "seed: 9\nlatent_dim: 16\ngamma: learned\n"  # the last seed's, as DVC leaves it
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == "seed 1: dvc exp run -n s-seed1 -S seed=1 -S +gamma=learned evaluate@mnist"
+    with pytest.raises(VaelabError, match=r"absent.yaml not found in .*; run the sweep from the project's root"):
+        seed_sweep.run_seeds([0, 1], ["a", "b"], [], [], tmp_path / "absent.yaml")
