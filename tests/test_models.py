@@ -71,6 +71,25 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, architecture, li
     np.testing.assert_array_equal(reconstruct_uint8(loaded, images), reconstruct_uint8(vae, images))
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "conv", "infogan"])
+def test_a_gaussian_decoder_outputs_the_sigmoid_of_what_a_bernoulli_one_outputs(architecture):
+    """Dai & Wipf's Gaussian mean is a sigmoid: with the same weights, the Gaussian decoder's
+    output is the sigmoid of the Bernoulli decoder's logits, so it never leaves [0, 1]."""
+    import keras
+
+    z = 30.0 * sample_prior(2, 16, seed=0)  # far out, where a linear head would leave [0, 1]
+    outputs = {}
+    for likelihood in ("bernoulli", "gaussian"):
+        config = ArchConfig((12, 12, 1), latent_dim=2, hidden_dim=8, architecture=architecture, filters=(4, 8),
+                            likelihood=likelihood)
+        keras.utils.set_random_seed(0)
+        outputs[likelihood] = np.asarray(build_decoder(config)(z, training=False), np.float64)
+    logits = outputs["bernoulli"]
+    assert logits.min() < -0.5 and logits.max() > 0.5  # outside [0, 1] on both sides: something to squash
+    np.testing.assert_allclose(outputs["gaussian"], 1.0 / (1.0 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    assert 0.0 <= outputs["gaussian"].min() and outputs["gaussian"].max() <= 1.0
+
+
 def test_public_api_shapes_and_dtypes():
     config = ArchConfig((8, 8, 3), latent_dim=3, hidden_dim=8)
     vae = TrainedVae(build_encoder(config), build_decoder(config), config)

@@ -12,7 +12,8 @@ Likelihoods (pixels x in [0, 1]):
 * bernoulli: the decoder outputs logits l; -log p(x|z) = sum max(l, 0) - l*x + log(1 + e^-|l|)
   (sigmoid cross-entropy; for non-binary x it is the usual "continuous Bernoulli without its
   normaliser" used by the classic MNIST VAEs);
-* gaussian: the decoder outputs the mean mu and the standard deviation is gamma, per pixel
+* gaussian: the decoder outputs the mean mu (a sigmoid, as in Dai & Wipf's code:
+  :func:`vaelab.model.networks.build_decoder`) and the standard deviation is gamma, per pixel
   -log p(x|z) = ((x - mu) / gamma)^2 / 2 + log gamma + log(2 pi) / 2, summed. gamma is fixed
   (default :data:`GAUSSIAN_SIGMA` = 0.1, about 26 grey levels, which weights reconstruction
   against KL like an MSE loss scaled by 50: with gamma = 1 the KL term dominates and the

@@ -170,6 +170,12 @@ def _infogan_encoder_body(x, dtype):
 def build_decoder(config: ArchConfig, dtype: str | None = None):
     """Decoder network: z (N, L) -> (N, H, W, C) Bernoulli logits or Gaussian means (float32).
 
+    A Gaussian mean is the sigmoid of the last layer, as in Dai & Wipf's code (2019, every
+    network of ``daib13/TwoStageVAE``): the likelihood then scores the pixel values a sample
+    can take. A linear mean clipped to [0, 1] afterwards left the background as likely to
+    settle just above 0 (a grey haze of 1 to 3 levels that the Inception features see) as
+    below it (black once clipped), and the seed decided which (README: Learned γ).
+
     conv: the mirror of the encoder; the transposed convolutions double the bottleneck up to
     a multiple of 2^len(filters) and a Cropping2D trims it back to the exact input size
     (e.g. 92 -> 46 -> 23 -> 12 down, 12 -> 96 up, cropped to 92). infogan: dense 1024, BN, ReLU
@@ -180,6 +186,7 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
     from keras import layers
 
     height, width, channels = config.image_shape
+    head = "sigmoid" if config.likelihood == "gaussian" else None
     inputs = keras.Input(shape=(config.latent_dim,), name="z")
     if config.architecture == "infogan":
         _, conv2, dense = INFOGAN_WIDTHS
@@ -193,13 +200,14 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
         x = layers.Conv2DTranspose(INFOGAN_WIDTHS[0], 4, strides=2, padding="same", dtype=dtype, name="deconv_0")(x)
         x = layers.BatchNormalization(dtype=dtype, name="bn_deconv_0")(x)
         x = layers.ReLU(dtype=dtype, name="relu_deconv_0")(x)
-        x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32", name="pixels")(x)
+        x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation=head, dtype="float32",
+                                   name="pixels")(x)
         return keras.Model(inputs, _crop_to(x, (h * 4, w * 4), (height, width)), name="decoder")
     x = layers.Dense(config.hidden_dim, activation="relu", dtype=dtype, name="hidden")(inputs)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     if config.architecture == "mlp":
-        x = layers.Dense(height * width * channels, dtype="float32", name="pixels")(x)
+        x = layers.Dense(height * width * channels, activation=head, dtype="float32", name="pixels")(x)
         outputs = layers.Reshape(config.image_shape, name="image")(x)
     else:
         h, w, f_last = config.bottleneck_shape
@@ -208,7 +216,7 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
         for i, f in enumerate(reversed(config.filters)):
             x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", dtype=dtype,
                                        name=f"deconv_{i}")(x)
-        x = layers.Conv2DTranspose(channels, 3, padding="same", dtype="float32", name="pixels")(x)
+        x = layers.Conv2DTranspose(channels, 3, padding="same", activation=head, dtype="float32", name="pixels")(x)
         scale = 2 ** len(config.filters)
         outputs = _crop_to(x, (h * scale, w * scale), (height, width))
     return keras.Model(inputs, outputs, name="decoder")
@@ -277,7 +285,7 @@ def encode_mean(vae: TrainedVae, images_uint8: np.ndarray, batch_size: int = 256
 
 def decoder_mean(likelihood: str, outputs: np.ndarray) -> np.ndarray:
     """Decoder outputs -> the mean of p(x|z) in [0, 1]: sigmoid of the logits (bernoulli) or
-    the Gaussian mean clipped to the pixel range (gaussian)."""
+    the Gaussian mean (gaussian: already a sigmoid; the clip only guards the float range)."""
     outputs = np.asarray(outputs, dtype=np.float32)
     if likelihood == "bernoulli":
         # Stable sigmoid: exp of a non-positive number only.
