@@ -173,7 +173,7 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
     A Gaussian mean is the sigmoid of the last layer, as in Dai & Wipf's code (2019, every
     network of ``daib13/TwoStageVAE``): the likelihood then scores the pixel values a sample
     can take. A linear mean clipped to [0, 1] afterwards left the background as likely to
-    settle just above 0 (a grey haze of 1 to 3 levels that the Inception features see) as
+    settle just above 0 (a grey haze that the Inception features see) as
     below it (black once clipped), and the seed decided which (README: Learned γ).
 
     conv: the mirror of the encoder; the transposed convolutions double the bottleneck up to
