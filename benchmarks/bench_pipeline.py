@@ -16,7 +16,7 @@ stage at a time in DAG order (``dvc repro -s <stage>@<dataset>``), each in a chi
 wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for, from
 ``wait4``) it prints, then the whole ``dvc repro``, which must find nothing to do.
 
-    python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (~47 min at today's defaults, 84 at the old ones)
+    python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (today's defaults: 21 min on a Zen 5, ~46 on a Zen 4)
     python benchmarks/bench_pipeline.py --dataset cifar10      # 40.4 min at today's 6 epochs (README: What a run costs)
     python benchmarks/bench_pipeline.py --dataset caltech101   # ~40 min at the defaults (README: What a run costs)
     python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
