@@ -293,22 +293,20 @@ def main() -> None:
         xla_child(args.steps, args.rounds, n_mnist)
         return
     if args.defaults_child:
-        import keras
-        import tensorflow as tf
+        from vaelab.model.determinism import make_reproducible
 
-        keras.utils.set_random_seed(0)
-        tf.config.experimental.enable_op_determinism()  # as in training
+        make_reproducible(0)  # as in training
         print(json.dumps(default_model_rates(args.steps, n_mnist, n_cifar, mixed_too=False)))
         return
 
     import keras
     import tensorflow as tf
 
+    from vaelab.model.determinism import make_reproducible
     from vaelab.training.hardware import mixed_precision_policy
     from vaelab.training.loop import TrainConfig
 
-    keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()  # as in training (it changes nothing on CPU)
+    make_reproducible(0)  # as in training
     rng = np.random.default_rng(0)
     mnist_like = rng.integers(0, 256, (n_mnist, 28, 28, 1), dtype=np.uint8)
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"

@@ -81,9 +81,9 @@ def build_networks(latent_dim: int, width: int) -> tuple[Any, Any]:
 def _second_vae(encoder: Any, decoder: Any, seed: int) -> Any:
     """The training model: posterior (mean, log_var) pairs of the first stage in, its loss out."""
     import keras
-    import tensorflow as tf
     from keras import ops
 
+    from vaelab.model.determinism import gradients as ordered_gradients
     from vaelab.model.losses import gaussian_nll_per_image, kl_per_image
 
     class SecondStageVAE(keras.Model):
@@ -108,9 +108,8 @@ def _second_vae(encoder: Any, decoder: Any, seed: int) -> Any:
             return ops.mean(nll + kl_per_image(u_mean, u_log_var))
 
         def train_step(self, posterior):
-            with tf.GradientTape() as tape:
-                loss = self._loss(posterior, training=True)
-            gradients = tape.gradient(loss, self.trainable_weights)
+            loss = self._loss(posterior, training=True)
+            gradients = ordered_gradients(loss, self.trainable_weights)
             self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
             self.loss_tracker.update_state(loss)
             return {"loss": self.loss_tracker.result()}
@@ -123,7 +122,8 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     """Train the second stage on the first stage's posteriors of the training images (``means``,
     ``log_vars``: float32 (N, L)); deterministic for a ``seed``."""
     import keras
-    import tensorflow as tf
+
+    from vaelab.model.determinism import make_reproducible
 
     means = np.asarray(means, np.float32)
     if means.ndim != 2 or means.shape != np.shape(log_vars) or len(means) < 2:
@@ -134,8 +134,7 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     if broken:
         raise VaelabError(f"{broken} of {len(means)} encoder posteriors hold non-finite values: the first stage "
                           f"diverged (see train's warning line); re-run train before fit_density")
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    make_reproducible(seed)
     encoder, decoder = build_networks(means.shape[1], params.width)
     model = _second_vae(encoder, decoder, seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate))

@@ -2,7 +2,8 @@
 
 :class:`VAE` follows Keras' VAE guide: encoder + reparameterised sample + decoder as one
 ``keras.Model`` with its own ``train_step``/``test_step`` and ``Mean`` trackers, the noise drawn
-from a ``SeedGenerator``. Imported by training alone (it imports Keras when imported).
+from a ``SeedGenerator``; the gradients are :func:`vaelab.model.determinism.gradients`, whose sums
+run in a fixed order. Imported by training alone (it imports Keras when imported).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from vaelab.core.errors import VaelabError
+from vaelab.model.determinism import gradients as ordered_gradients
 from vaelab.training.hardware import mixed_precision_policy
 from vaelab.model.losses import GAUSSIAN_SIGMA, kl_per_image, reconstruction_nll_per_image
 from vaelab.model.networks import ArchConfig, build_decoder, build_encoder, decoder_mean, to_uint8
@@ -75,13 +77,13 @@ class VAE(keras.Model):
         return dict(zip(EPOCH_METRICS, (reconstruction + self.beta * kl, reconstruction, kl)))
 
     def train_step(self, images):
-        with tf.GradientTape() as tape:
-            loss, reconstruction, kl = self._terms(images, training=True)
-            # Gradients are summed over replicas (MirroredStrategy): divide the per-replica
-            # mean so the update is that of the global batch mean; then loss scaling
-            # (a no-op unless mixed precision wraps Adam in a LossScaleOptimizer).
-            scaled = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
-        gradients = tape.gradient(scaled, self.trainable_weights)
+        loss, reconstruction, kl = self._terms(images, training=True)
+        # Gradients are summed over replicas (MirroredStrategy): divide the per-replica
+        # mean so the update is that of the global batch mean; then loss scaling
+        # (a no-op unless mixed precision wraps Adam in a LossScaleOptimizer).
+        scaled = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+        # Not a GradientTape: its sums of gradient terms run in a timing-dependent order.
+        gradients = ordered_gradients(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._track(loss, reconstruction, kl)
 

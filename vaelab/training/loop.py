@@ -7,7 +7,8 @@ The Keras model and the per-epoch recorder are in :mod:`vaelab.model.vae`, the b
 
 Reproducibility contract: the same data, :class:`~vaelab.model.networks.ArchConfig`,
 :class:`TrainConfig` and seed give the same history and weights on the same machine
-(``keras.utils.set_random_seed`` + ``tf.config.experimental.enable_op_determinism``), and a
+(:func:`vaelab.model.determinism.make_reproducible`: the seeds, deterministic kernels, and sums of
+gradient terms in a fixed order), and a
 run interrupted after epoch k and resumed from its backup finishes with exactly the weights
 and history of an uninterrupted run. That holds because everything random is either restored
 from the backup (weights, Adam moments, the reparameterisation noise generator's state) or a
@@ -150,9 +151,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     check_training_inputs(train, len(x_train), len(x_test), dataset)
     if tuple(x_train.shape[1:]) != config.image_shape:
         raise VaelabError(f"images of shape {x_train.shape[1:]} do not match the model's {config.image_shape}")
-    import keras
-    import tensorflow as tf
-
+    from vaelab.model.determinism import make_reproducible
     from vaelab.training.backup import ResumableBackup, check_backup_dir, fingerprint, read_backup, restore_backup
     from vaelab.training.hardware import bfloat16_is_emulated, distribution_strategy
     from vaelab.model.vae import EpochRecorder, build_vae
@@ -168,8 +167,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     if state:
         log.info("train %s: resuming after epoch %d from the backup in %s", dataset, start_epoch, backup_dir)
 
-    keras.utils.set_random_seed(train.seed)
-    tf.config.experimental.enable_op_determinism()
+    make_reproducible(train.seed)
     latents = sample_prior(config.latent_dim, NUM_PROGRESS_IMAGES, train.seed)
     rows: list[dict[str, float]] = list(state["rows"]) if state else []
     frames: list[np.ndarray] = list(state["frames"]) if state else []
