@@ -2,8 +2,8 @@
 graph adds its gradient terms two at a time, and Grappler may not merge them back.
 
 Why the graph and not two runs: the order TensorFlow's ``AddN`` picks depends on thread timing,
-and at the proxy's scale two runs of the old tape-based step parted after ~3 to ~100 steps of
-``infogan``; no short test could make that happen on demand (README: Reproducibility). What does
+and two runs of the old tape-based step parted only after tens of steps of ``infogan`` on real
+digits; no short test can make that happen on demand (README: Reproducibility). What does
 not depend on timing is the structure: with two terms per ``AddN`` the order cannot matter.
 """
 
@@ -84,3 +84,39 @@ def test_make_reproducible_seeds_and_keeps_grappler_from_merging_sums():
     make_reproducible(5)
     assert np.array_equal(first[0], np.random.random(3)) and first[1] == float(tf.random.uniform(()))
     assert tf.config.optimizer.get_experimental_options()["arithmetic_optimization"] is False
+
+
+def test_first_difference_names_the_step_and_the_variables():
+    from scripts.repeat_training import first_difference
+
+    one = {"names": ["w", "b"], "steps": [["1", "2"], ["3", "4"]]}
+    other = {"names": ["w", "b"], "steps": [["1", "2"], ["3", "5"]]}
+    assert first_difference([one, one]) is None
+    assert first_difference([one, one, other]) == "runs 1 and 3 part at step 2: 1 variables differ (b)"
+
+
+@pytest.mark.slow
+def test_repeat_training_trains_infogan_twice_in_fresh_processes_to_the_same_bits(tmp_path, write_params):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.conftest import PROJECT_ROOT
+    from vaelab.core.prepared import PreparedData, save_prepared
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (72, *SHAPE), dtype=np.uint8)
+    save_prepared(PreparedData(images[:64], np.zeros(64, np.int64), images[64:], np.zeros(8, np.int64), ("a",)),
+                  tmp_path / "toy.npz")
+    params = write_params(batch_size=16, datasets={"toy": {"data": {"kind": "mnist"}, "model": {
+        "architecture": "infogan", "likelihood": "gaussian", "gamma": "learned"}}})
+    command = [sys.executable, "-m", "scripts.repeat_training", "--dataset", "toy", "--data", str(tmp_path / "toy.npz"),
+               "--params", str(params), "--steps", "6"]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 6 steps over two epochs of 4 batches. The model's 39 variables: 29 trainable (log gamma among
+    # them) and the moving statistics of its 5 batch norms; Adam's 60: two slots per trainable
+    # variable, its step count and its learning rate.
+    assert result.stdout.splitlines()[0] == ("identical: 2 runs of 6 steps; 39 model and 60 optimizer variables after "
+                                             "every step"), result.stdout
