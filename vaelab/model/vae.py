@@ -29,8 +29,8 @@ class VAE(keras.Model):
     [0, 1] (N, H, W, C). Metrics: loss, reconstruction, kl in nats per image.
 
     Follows the Keras VAE guide: custom train_step/test_step and Mean trackers. The noise
-    eps ~ N(0, I) comes from a SeedGenerator whose state is part of the model's weights,
-    so a restored backup continues the same noise stream.
+    eps ~ N(0, I) comes from a SeedGenerator whose state is one of the model's variables (not
+    of its weights), which the backup saves too, so a restored run continues the same noise stream.
     """
 
     def __init__(self, encoder, decoder, likelihood: str, beta: float, seed: int, gamma: float | str = GAUSSIAN_SIGMA,
