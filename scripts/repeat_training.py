@@ -49,6 +49,7 @@ def run_child(raw: Any, dataset: str, data: str, steps: int, out: str) -> None:
     from vaelab.core.prepared import load_prepared
     from vaelab.model.networks import arch_config
     from vaelab.model.params import model_params
+    from vaelab.training.hardware import trains_faster_from_the_pool
     from vaelab.training.loop import check_training_inputs, train_config, train_dataset
     from vaelab.training.params import train_params
 
@@ -56,7 +57,7 @@ def run_child(raw: Any, dataset: str, data: str, steps: int, out: str) -> None:
     prepared = load_prepared(data)
     check_training_inputs(train, len(prepared.x_train), len(prepared.x_test), dataset)
     config = arch_config(model_params(raw, dataset), prepared.image_shape)
-    start_tensorflow(pooled_allocator=config.architecture != "mlp")
+    start_tensorflow(pooled_allocator=trains_faster_from_the_pool(config.architecture))
     import keras
 
     from vaelab.model.determinism import make_reproducible

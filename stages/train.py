@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     from vaelab.core.prepared import load_prepared
     from vaelab.model.networks import arch_config
     from vaelab.model.params import model_params
+    from vaelab.training.hardware import trains_faster_from_the_pool
     from vaelab.training.loop import check_training_inputs, run_training, train_config
     from vaelab.training.params import train_params
 
@@ -38,9 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.path.abspath(args.backup) in (os.path.abspath(args.out), os.path.abspath(args.history)):
         raise VaelabError(f"--backup {args.backup} must differ from --out and --history")
 
-    # The pooled CPU allocator trains conv models faster and the mlp (many small tensors) slower:
-    # benchmarks/bench_train.py --allocator-rounds, README "Benchmarks".
-    start_tensorflow(pooled_allocator=config.architecture != "mlp")
+    start_tensorflow(pooled_allocator=trains_faster_from_the_pool(config.architecture))
     run_training(data.x_train, data.x_test, config, train, args.out, args.history, args.backup, dataset=args.dataset)
 
 

@@ -7,9 +7,9 @@ is the sum of k terms, and ``tf.GradientTape`` adds them with one ``AddN``. Tens
 ``AddN`` accumulates into whichever input buffer it may reuse (the first whose reference count is
 one when it runs) and moves that input to the front, so when another op still holds input 0 the
 terms can be summed as (c + b) + a instead of (a + b) + c: a timing-dependent order, a few ulps
-apart. Training ``infogan`` (its log-variance feeds three ops, each batch norm's input three),
-every run met such a switch at some step and drifted away from the others from there. A sum of two terms is
-exact in either order, so :func:`gradients` sums k terms as a chain of two-term sums; Grappler's
+apart. ``infogan`` has such sums (its log-variance feeds three ops, each batch norm's input
+three), and every run of it met such a switch at some step and drifted away from the others
+from there. A sum of two terms is exact in either order, so :func:`gradients` sums k terms as a chain of two-term sums; Grappler's
 arithmetic optimizer, which would fold that chain (and any a + b + c of the forward pass) back
 into one ``AddN``, is switched off by :func:`make_reproducible` (README: Reproducibility).
 """

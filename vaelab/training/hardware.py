@@ -49,6 +49,13 @@ def bfloat16_is_emulated(mixed_precision: bool) -> bool:
     return mixed_precision_policy(mixed_precision) == "mixed_bfloat16" and cpu_has_bfloat16() is False
 
 
+def trains_faster_from_the_pool(architecture: str) -> bool:
+    """Whether to train ``architecture`` with TensorFlow's pooled CPU allocator
+    (:func:`vaelab.core.cli.start_tensorflow`): conv models train faster from it, the mlp (many
+    small tensors) slower (benchmarks/bench_train.py --allocator-rounds, README "Benchmarks")."""
+    return architecture != "mlp"
+
+
 def distribution_strategy():
     """MirroredStrategy over all GPUs when there are several, else the default strategy."""
     import tensorflow as tf
