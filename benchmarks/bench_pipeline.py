@@ -18,7 +18,7 @@ wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for,
 
     python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (today's defaults: 21 min on a Zen 5, ~46 on a Zen 4)
     python benchmarks/bench_pipeline.py --dataset cifar10      # 40.4 min at today's 6 epochs (README: What a run costs)
-    python benchmarks/bench_pipeline.py --dataset caltech101   # ~40 min at the defaults (README: What a run costs)
+    python benchmarks/bench_pipeline.py --dataset caltech101   # 22.7 min at the defaults on a Zen 5 (README: What a run costs)
     python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
 
 Target: no stage of a default run needs more than ~4 GB.
