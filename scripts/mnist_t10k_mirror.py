@@ -7,7 +7,7 @@ table with their real sha256 checksums, so the pipeline runs on real digits offl
 
     python -m scripts.mnist_t10k_mirror --shared ../shared/data/mnist-t10k --out /tmp/t10k-mirror
     export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
-    dvc exp run -S 'datasets={mnist: {data: {kind: mnist}, model: {architecture: mlp}}}' ...
+    dvc exp run -S fid.num_samples=5000 ...   # README: Results (the commands of each table)
 
 The input files are first checked against the canonical checksums, ``vaelab/data/sources/mnist.toml``.
 """

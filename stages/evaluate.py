@@ -2,8 +2,8 @@
 reconstructions, test ELBO, active units.
 
     python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
-        --density models/mnist.gmm.npz --reference data/reference/mnist.npz --out metrics/mnist.json \
-        --provenance metrics/mnist.provenance.json
+        --density models/mnist.gmm.npz --two-stage models/mnist.two_stage --reference data/reference/mnist.npz \
+        --out metrics/mnist.json --provenance metrics/mnist.provenance.json
 
 Writes the metrics, nested per sampler (see :func:`vaelab.fid.evaluation.evaluate`), for `dvc
 metrics`, and beside them what made them.

@@ -3,8 +3,9 @@
     python -m stages.reference_stats --dataset mnist --data data/prepared/mnist.npz \
         --out data/reference/mnist.npz
 
-Depends only on the prepared data and the FID params (network, image size, precision, and the
-seed, which picks the random network's weights and the KID sample). Output: see :func:`vaelab.fid.evaluation.save_reference`.
+Depends only on the prepared data, the FID params (network, image size, precision) and
+``data_seed``, which picks the random network's weights and the KID sample. Output: see
+:func:`vaelab.fid.reference.save_reference`.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ def test_project_params_are_valid(raw):
         (lambda r: r.update(epochs=-3), "epochs = -3"),
         (lambda r: r.update(learning_rate=0), "learning_rate = 0.0"),
         (lambda r: r.pop("batch_size"), "batch_size is missing"),
+        (lambda r: r.pop("data_seed"), "data_seed is missing"),
         (lambda r: r.update(latnet_dim=2), "unknown key latnet_dim"),
         (lambda r: r["datasets"]["mnist"]["data"].update(kind="svhn"), "datasets.mnist.data.kind = 'svhn'"),
         (lambda r: r["datasets"]["mnist"]["model"].update(architecture="resnet"),

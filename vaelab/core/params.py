@@ -42,8 +42,8 @@ class SharedParams:
 
     seed: int = knob(REQUIRED, "int", "the model's seed: initialisation, noise, prior and FID samples", low=0)
     batch_size: int = knob(REQUIRED, "int", "images per training step (and per encoding batch)", low=1)
-    data_seed: int = knob(0, "int", "the data's seed: train/test splits of the resized kinds, the reference "
-                                    "statistics' feature sample, the random FID network", low=0)
+    data_seed: int = knob(REQUIRED, "int", "the data's seed: train/test splits of the resized kinds, the reference "
+                                           "statistics' feature sample, the random FID network", low=0)
 
 
 class _Yaml12Loader(yaml.SafeLoader):

@@ -67,7 +67,7 @@ def latent_projection(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
         from sklearn.decomposition import PCA
 
         if z.shape[1] < 2:
-            raise ValueError("PCA to 2-D needs latent_dim >= 2")
+            raise ValueError(f"PCA to 2-D needs latent_dim >= 2, got {z.shape[1]}")
         return PCA(n_components=2, svd_solver="full").fit_transform(z)
     if method == "tsne":
         from sklearn.manifold import TSNE

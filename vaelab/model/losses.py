@@ -91,7 +91,7 @@ def kl_per_image(mean, log_var):
 def elbo_terms(vae: Any, images_uint8: np.ndarray, seed: int, beta: float = 1.0,
                batch_size: int = 256) -> dict[str, float]:
     """One-sample Monte-Carlo estimate of the ELBO of ``images_uint8`` (N, H, W, C) under ``vae``
-    (a :class:`vaelab.model.networks.Vae`), with eps ~ N(0, I) drawn by numpy from ``seed`` so the value
+    (a :class:`vaelab.model.networks.TrainedVae`), with eps ~ N(0, I) drawn by numpy from ``seed`` so the value
     does not depend on ``batch_size``.
 
     Returns means over images, in nats per image: ``reconstruction`` (-log p(x|z)), ``kl``,
