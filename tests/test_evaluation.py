@@ -163,12 +163,22 @@ def test_every_sampler_gets_fid_kid_precision_and_recall(test_images, reference,
     assert set(metrics["prior"]) == set(gmm) == {"fid", "kid", "precision", "recall"}
 
 
-def test_precision_recall_use_equally_many_points_of_each_set(test_images, reference, extractor):
+def test_precision_recall_use_equally_many_points_of_each_set(test_images, reference, extractor, monkeypatch):
+    from vaelab.fid import evaluation
+
+    compared, original = [], evaluation.precision_recall
+
+    def recorded(real, fake, *args, **kwargs):  # the real function, its inputs' sizes recorded
+        compared.append((len(real), len(fake)))
+        return original(real, fake, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "precision_recall", recorded)
     many = images(150, seed=8)
     result = run_evaluate(test_images, reference, extractor,
                           generate_batch=lambda start, count: many[start:start + count],
                           reconstruct_batch=lambda x: x, num_samples=150)
     assert result.provenance["fid_num_samples"] == 150 and result.provenance["pr_num_samples"] == 60
+    assert compared and all(sizes == (60, 60) for sizes in compared)
     assert 0.0 < result.metrics["prior"]["precision"] <= 1.0 and 0.0 < result.metrics["prior"]["recall"] <= 1.0
 
 

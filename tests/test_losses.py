@@ -73,6 +73,35 @@ def test_learned_gamma_nll_is_dai_and_wipfs_per_pixel_formula():
                                np.asarray(gaussian_nll_per_image(x, mean, 0.1)), rtol=1e-5)
 
 
+def test_elbo_terms_exact_on_set_weights():
+    """Encoder mean 0 and variance 4 for every image (KL 0.5 * 2 * (4 - 1 - ln 4) = 3 - ln 4 nats);
+    a decoder whose every logit is z_0 (relu(z_0) - relu(-z_0)), so the reconstruction term,
+    sum over pixels of softplus(z_0) - x z_0 at z = 2 eps, checks the noise's scale and seed."""
+    from vaelab.model.networks import ArchConfig, TrainedVae, build_decoder, build_encoder
+
+    config = ArchConfig((6, 6, 1), latent_dim=2, hidden_dim=8, architecture="mlp", likelihood="bernoulli")
+    encoder, decoder = build_encoder(config), build_decoder(config)
+    for layer in encoder.layers:
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    kernel, bias = encoder.get_layer("z_log_var").get_weights()
+    encoder.get_layer("z_log_var").set_weights([kernel, np.full_like(bias, math.log(4.0))])
+    hidden = np.zeros((2, 8), np.float32)
+    hidden[0, 0], hidden[0, 1] = 1.0, -1.0
+    decoder.get_layer("hidden").set_weights([hidden, np.zeros(8, np.float32)])
+    pixels = np.zeros((8, 36), np.float32)
+    pixels[0], pixels[1] = 1.0, -1.0
+    decoder.get_layer("pixels").set_weights([pixels, np.zeros(36, np.float32)])
+    images = np.random.default_rng(1).integers(0, 256, (10, 6, 6, 1), dtype=np.uint8)
+    terms = losses.elbo_terms(TrainedVae(encoder, decoder, config), images, seed=3, beta=2.0, batch_size=4)
+    z0 = 2.0 * np.random.default_rng(3).standard_normal((10, 2)).astype(np.float32)[:, :1]
+    x = images.reshape(10, 36) / 255.0
+    expected = np.mean(np.sum(np.logaddexp(0.0, z0) - x * z0, axis=1))
+    assert terms["kl"] == pytest.approx(3.0 - math.log(4.0), rel=1e-6)
+    assert terms["reconstruction"] == pytest.approx(expected, rel=1e-5)
+    assert terms["elbo"] == pytest.approx(-(expected + 3.0 - math.log(4.0)), rel=1e-5)
+    assert terms["loss"] == pytest.approx(expected + 2.0 * (3.0 - math.log(4.0)), rel=1e-5)
+
+
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood"):
         losses.reconstruction_nll_per_image("poisson", np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1)))

@@ -7,7 +7,7 @@ import pytest
 
 from vaelab.core.errors import VaelabError
 from vaelab.model.networks import (ArchConfig, TrainedVae, arch_config, build_decoder, build_encoder, decode_uint8, decoder_mean, encode,
-                           encode_mean, reconstruct_uint8, sample_prior)
+                           encode_mean, reconstruct_uint8, sample_prior, to_uint8)
 from vaelab.model.outputs import load_vae, save_vae
 from tests.conftest import tiny_params
 from vaelab.params import parse_params
@@ -158,8 +158,19 @@ def test_batch_norm_inference_path_is_what_the_saved_model_gives(tmp_path):
     np.testing.assert_array_equal(encode_mean(loaded, images), encode_mean(trained, images))
     np.testing.assert_allclose(encode_mean(loaded, images), inference, rtol=1e-5, atol=1e-6)
     z = sample_prior(2, 8, seed=1)
-    np.testing.assert_array_equal(decode_uint8(loaded, z), decode_uint8(trained, z))
+    decoded = decode_uint8(loaded, z)
+    np.testing.assert_array_equal(decoded, decode_uint8(trained, z))
+    np.testing.assert_array_equal(decoded, to_uint8(decoder_mean("bernoulli", vae.decoder(z, training=False))))
+    # Training moved every batch norm's moving mean off its initial zeros, and the saved copy holds them.
+    for trained_net, loaded_net in ((vae.encoder, loaded.encoder), (vae.decoder, loaded.decoder)):
+        norms = [layer for layer in trained_net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert norms
+        for layer in norms:
+            moving = np.asarray(layer.moving_mean)
+            assert np.abs(moving).max() > 1e-4, layer.name
+            np.testing.assert_array_equal(np.asarray(loaded_net.get_layer(layer.name).moving_mean), moving)
     # Last, as a training-mode call also moves the moving averages: the two paths really differ.
+    assert not np.array_equal(decoded, to_uint8(decoder_mean("bernoulli", vae.decoder(z, training=True))))
     batch_stats = np.asarray(vae.encoder(x, training=True)[0])
     assert not np.allclose(inference, batch_stats, atol=1e-4)
 

@@ -332,12 +332,12 @@ DESIGNED_28PX = {
 }
 
 
-def run_figures(tmp_path, shape, latent_dim, epochs, **settings):
+def run_figures(tmp_path, shape, latent_dim, epochs, seed=5, **settings):
     data = fake_data(shape)
     out = tmp_path / "images"
     out.mkdir(parents=True)
     written = make_figures(out, data, fake_history(epochs), fake_progress(epochs, shape),
-                           fake_model(shape, latent_dim), FigureSettings(seed=5, num_latent_points=60, nn_batch_size=32,
+                           fake_model(shape, latent_dim), FigureSettings(seed=seed, num_latent_points=60, nn_batch_size=32,
                                                                          **settings), name="fake")
     return out, written
 
@@ -397,6 +397,11 @@ def test_samples_are_seeded(tmp_path):
     # Each sampler's samples are different images.
     samples = [(first / f"samples{suffix}.png").read_bytes() for suffix in ("", "_gmm", "_two_stage")]
     assert len(set(samples)) == 3
+    # The figures' own random choices (which test images, which pair of classes) follow the seed;
+    # the samples (and their nearest neighbours) are the samplers', seeded by their caller.
+    other, _ = run_figures(tmp_path / "c", (28, 28, 1), 2, 1, seed=6, skip=("latent_space.png",))
+    for name in ("reconstructions.png", "interpolation.png"):
+        assert (first / name).read_bytes() != (other / name).read_bytes(), name
 
 
 def test_without_a_sampler_its_figure_is_skipped_and_logged(tmp_path, caplog):

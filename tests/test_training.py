@@ -334,14 +334,15 @@ def test_stage_cli_writes_model_and_history(tmp_path, write_params):
 @pytest.mark.slow
 def test_train_stage_killed_mid_run_resumes_to_the_same_bytes(tmp_path, write_params):
     """kill -9 of the train stage after a backup, then the same command again: the history is
-    byte-identical to an uninterrupted run's and so are the weights (infogan: batch norm's moving
-    averages, Adam's moments and the noise generator all come back from the backup)."""
+    byte-identical to an uninterrupted run's and so are the weights (infogan with the default
+    learned-gamma Gaussian: batch norm's moving averages, Adam's moments, log gamma and the noise
+    generator all come back from the backup)."""
     import os
     import signal
     import time
 
-    params = toy_params(write_params, epochs=40, datasets={"toy": {"data": {"kind": "mnist"},
-                                                                   "model": {"architecture": "infogan"}}})
+    model = {"architecture": "infogan", "likelihood": "gaussian", "gamma": "learned"}
+    params = toy_params(write_params, epochs=40, datasets={"toy": {"data": {"kind": "mnist"}, "model": model}})
     runs = {}
     for name in ("uninterrupted", "killed"):
         folder = tmp_path / name
@@ -358,15 +359,25 @@ def test_train_stage_killed_mid_run_resumes_to_the_same_bytes(tmp_path, write_pa
                 time.sleep(0.01)
             assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
             assert not (folder / "models" / "toy").exists()
+            backed_up = json.loads(state.read_text())["epoch"]  # the backup the run died after
         result = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert ("resuming after epoch" in result.stderr) == (name == "killed")
+        if name == "killed":
+            assert f"resuming after epoch {backed_up}" in result.stderr, result.stderr[-3000:]
+        else:
+            assert "resuming after epoch" not in result.stderr
         runs[name] = folder
     a, b = (runs[name] / "plots" / "toy" / "history.csv" for name in ("uninterrupted", "killed"))
     assert a.read_bytes() == b.read_bytes()
+    for saved in ("progress.npy", "progress_latents.npy", "gamma.json", "config.json"):
+        assert (runs["uninterrupted"] / "models" / "toy" / saved).read_bytes() == \
+            (runs["killed"] / "models" / "toy" / saved).read_bytes(), saved
     first, second = (load_vae(runs[name] / "models" / "toy") for name in ("uninterrupted", "killed"))
+    assert first.learned_log_gamma is not None and first.learned_log_gamma == second.learned_log_gamma
     for net in ("encoder", "decoder"):
-        for x, y in zip(getattr(first, net).get_weights(), getattr(second, net).get_weights()):
+        ours, theirs = getattr(first, net).get_weights(), getattr(second, net).get_weights()
+        assert len(ours) == len(theirs)
+        for x, y in zip(ours, theirs):
             np.testing.assert_array_equal(x, y)
 
 
@@ -402,13 +413,15 @@ def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, 
     assert loaded.decoder.outputs[0].dtype == "float32"  # the output layer stays float32
 
 
-def test_mixed_precision_policy_is_float16_on_gpus_and_bfloat16_on_cpus():
+def test_mixed_precision_policy_is_float16_on_gpus_and_bfloat16_on_cpus(monkeypatch):
+    from vaelab.training import hardware
+
     assert mixed_precision_policy(False) is None
     assert mixed_precision_policy(True, on_gpu=True) == "mixed_float16"
     assert mixed_precision_policy(True, on_gpu=False) == "mixed_bfloat16"
-    import tensorflow as tf
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    assert mixed_precision_policy(True) == ("mixed_float16" if on_gpu else "mixed_bfloat16")
+    for gpu, policy in ((True, "mixed_float16"), (False, "mixed_bfloat16")):  # asked of TensorFlow when not given
+        monkeypatch.setattr(hardware, "gpu_available", lambda gpu=gpu: gpu)
+        assert mixed_precision_policy(True) == policy
 
 
 def test_cpu_has_bfloat16_reads_the_amx_and_avx512_bf16_flags(tmp_path):

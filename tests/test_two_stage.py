@@ -34,7 +34,17 @@ def test_same_seed_same_sampler_and_samples(tmp_path):
     assert z.shape == (100, 3) and z.dtype == np.float32 and np.all(np.isfinite(z))
     np.testing.assert_array_equal(z, sample_two_stage(second, 100, seed=5))
     assert not np.array_equal(z, sample_two_stage(first, 100, seed=6))
+    other = fit_two_stage(means, log_vars, params, seed=4, batch_size=64)  # the fit's seed is used
+    assert not np.array_equal(z, sample_two_stage(other, 100, seed=5))
     assert np.isfinite(first.log_gamma) and first.log_gamma != 0.0  # learned, from log gamma_z = 0
+    # z = decoder(u) + gamma_z * noise, u and noise drawn in that order by numpy from the seed;
+    # the result does not depend on the decoding batch.
+    rng = np.random.default_rng(5)
+    u, noise = (rng.standard_normal((100, 3)).astype(np.float32) for _ in range(2))
+    expected = np.asarray(first.decoder(u, training=False)) + np.float32(np.exp(first.log_gamma)) * noise
+    np.testing.assert_allclose(z, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(sample_two_stage(first, 100, seed=5, batch_size=7), z)
+    assert sample_two_stage(first, 0, seed=5).shape == (0, 3)
     save_two_stage(first, tmp_path / "mnist.two_stage")
     loaded = load_two_stage(tmp_path / "mnist.two_stage")
     assert loaded.log_gamma == first.log_gamma
