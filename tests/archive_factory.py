@@ -12,10 +12,13 @@ gzip/tar/zip timestamps), so checksums are stable.
     env = {"VAELAB_DATA_MIRROR": str(mirror), "VAELAB_SOURCES": str(table)}
 
 The ``*_arrays`` functions return the arrays the matching writer encodes, for exact checks.
+:func:`regzip` and :func:`gunzip` write the same idx content in the other wrappings a user's
+mirror may hold; :func:`write_caltech101_folder` writes Caltech101 as its extracted folder.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -25,7 +28,7 @@ from PIL import Image
 
 from vaelab.data.dataset_files import write_caltech101_archive, write_cifar10_dataset, write_file, write_idx_dataset
 from vaelab.data.download import file_digest, local_source
-from vaelab.data.kinds import IDX_TEST, IDX_TRAIN, KINDS, save_source_table
+from vaelab.data.kinds import CALTECH101_FOLDER, IDX_TEST, IDX_TRAIN, KINDS, save_source_table
 
 MNIST_FILES = (*IDX_TRAIN, *IDX_TEST)
 # Caltech-like classes and the flat colour every image of the class has (the grayscale class
@@ -66,6 +69,24 @@ def write_mnist_like(folder: str | Path, n_train: int = 96, n_test: int = 48, se
     """The four MNIST idx ``.gz`` files (canonical names) of :func:`mnist_like_arrays`; returns their paths."""
     arrays = mnist_like_arrays(n_train, n_test, seed)
     return write_idx_dataset(folder, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+
+
+def regzip(path: str | Path, folder: str | Path, level: int = 1, mtime: int = 1_234_567_890) -> Path:
+    """``path``'s gunzipped bytes gzipped again into ``folder`` under the same name, as another tool
+    would: another level and a header with a file name and a time stamp (other bytes, the same
+    content)."""
+    dest = Path(folder) / Path(path).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out, gzip.GzipFile(filename=Path(path).stem, mode="wb", compresslevel=level, fileobj=out,
+                                            mtime=mtime) as packed:
+        packed.write(gzip.decompress(Path(path).read_bytes()))
+    return dest
+
+
+def gunzip(path: str | Path, folder: str | Path) -> Path:
+    """``path``'s gunzipped bytes in ``folder``, named without ``.gz`` (as torchvision keeps
+    ``MNIST/raw/train-images-idx3-ubyte``)."""
+    return write_file(Path(folder) / Path(path).stem, gzip.decompress(Path(path).read_bytes()))
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -132,6 +153,15 @@ def write_caltech101(folder: str | Path, per_class: int = 5, seed: int = 0, wrap
     return [write_caltech101_archive(folder, caltech101_images(per_class, seed), wrap_zip)]
 
 
+def write_caltech101_folder(folder: str | Path, per_class: int = 5, seed: int = 0) -> Path:
+    """The extracted ``101_ObjectCategories/`` of :func:`write_caltech101`'s archive (the same
+    images, ``BACKGROUND_Google`` included) in ``folder``; returns its path."""
+    root = Path(folder) / CALTECH101_FOLDER
+    for class_name, file_name, data in caltech101_images(per_class, seed):
+        write_file(root / class_name / file_name, data)
+    return root
+
+
 def write_image_folder(folder: str | Path, per_class: int = 4, seed: int = 0,
                        formats: tuple[str, ...] = IMAGE_FOLDER_FORMATS) -> Path:
     """A user image folder: one sub-folder per :data:`CALTECH_COLOURS` class, ``per_class``
@@ -160,13 +190,14 @@ def _webp_lossless(image: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- source table
 
 def write_source_table(path: str | Path, files_by_kind: Mapping[str, Iterable[str | Path]],
-                       base_url: str | None = None, algorithm: str = "sha256") -> Path:
+                       base_url: str | None = None, algorithm: str = "sha256", content: bool = False) -> Path:
     """Write a ``VAELAB_SOURCES`` JSON table for generated files; return its path.
 
     ``files_by_kind`` maps a dataset kind ('mnist', 'cifar10', 'caltech101', ...) to the paths a
-    ``write_*`` function returned. Each entry gets the file's real checksum and one URL:
-    ``base_url + filename`` if given (e.g. a local http.server), else the file's ``file://`` URI.
+    ``write_*`` function returned. Each entry gets the file's real checksum (with ``content``,
+    also the sha256 of its gunzipped bytes, for gzipped files) and one URL: ``base_url +
+    filename`` if given (e.g. a local http.server), else the file's ``file://`` URI.
     """
-    table = {kind: tuple(local_source(Path(f), algorithm, base_url) for f in files)
+    table = {kind: tuple(local_source(Path(f), algorithm, base_url, content) for f in files)
              for kind, files in files_by_kind.items()}
     return save_source_table(path, table)

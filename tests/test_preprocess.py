@@ -6,6 +6,7 @@ import gzip
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -214,6 +215,25 @@ def test_caltech101_hostile_zip_and_missing_archive(tmp_path):
     (raw / "caltech-101.zip").unlink()
     with pytest.raises(VaelabError, match="holds neither caltech-101.zip nor 101_ObjectCategories.tar.gz"):
         prepare("caltech101", raw, _resized("caltech101"))
+
+
+def test_caltech101_extracted_folder_reads_as_its_archive_and_as_an_image_folder(tmp_path):
+    # The download stage keeps 101_ObjectCategories/ (without BACKGROUND_Google) when a mirror holds
+    # the extracted folder: the same images as the archives, the same arrays as image_folder's.
+    ds = _resized("caltech101", image_size=24, test_fraction=0.4)
+    folder = archive_factory.write_caltech101_folder(tmp_path / "raw", per_class=5, seed=3)
+    from_folder = prepare("caltech101", tmp_path / "raw", ds, seed=5)  # BACKGROUND_Google dropped
+    assert from_folder.class_names == tuple(sorted(archive_factory.CALTECH_COLOURS))
+    shutil.rmtree(folder / archive_factory.BACKGROUND)
+    as_images = prepare("image_folder", folder, ds, seed=5)
+    archive_factory.write_caltech101(tmp_path / "zip", per_class=5, seed=3)
+    from_zip = prepare("caltech101", tmp_path / "zip", ds, seed=5)
+    for other in (as_images, from_zip):
+        assert other.class_names == from_folder.class_names
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(from_folder, field), err_msg=field)
+    assert from_folder.x_train.shape == (12, 24, 24, 3) and np.bincount(from_folder.y_test).tolist() == [2] * 4
+    _assert_colours_match_labels(from_folder)
 
 
 # --------------------------------------------------------------------------- image folders

@@ -12,6 +12,17 @@ per kind, ``vaelab/data/sources/<kind>.toml``, read by :func:`load_sources`. One
 because a file is what DVC tracks: ``download@<dataset>`` depends on its own kind's file only,
 so a new mirror for CIFAR-10 re-runs CIFAR-10's download and no other dataset's.
 
+A dataset's identity is its content, so a sources file may pin more than the canonical bytes of
+its archives (:mod:`vaelab.data.download` says how each is checked):
+
+* ``[[files]]``: the canonical files, each with ``checksum`` (the file's own hash) and, for a
+  gzipped file, optionally ``content`` (the hash of its gunzipped bytes: the same data gzipped
+  with another header or level, or not gzipped at all, is still the dataset);
+* ``[[alternative]]``: files a local mirror may hold instead (Caltech101's original tarball);
+* ``[folder]``: an extracted folder a local mirror may hold instead of both (Caltech101's
+  ``101_ObjectCategories/``): its ``name`` and the ``manifest`` hash over every file in its class
+  folders (:func:`vaelab.data.download.folder_manifest`).
+
 The reader is named, not imported (a function of :mod:`vaelab.data.preprocess`): every data
 stage imports this module through its params, and a stage's DVC deps are exactly the files it
 imports, so the registry must not pull the readers (and their edits) into download's deps.
@@ -42,6 +53,8 @@ CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CALTECH101_ZIP = "caltech-101.zip"
 CALTECH101_TAR = "101_ObjectCategories.tar.gz"
 CALTECH101_ZIP_MEMBER = f"caltech-101/{CALTECH101_TAR}"  # where CaltechDATA's zip keeps the original
+CALTECH101_FOLDER = "101_ObjectCategories"  # the tarball's one top folder, as a mirror may hold it extracted
+SOURCE_KEYS = ("files", "alternative", "folder")  # the tables of a sources file
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -55,11 +68,25 @@ def parse_checksum(checksum: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file to fetch: its name on disk, mirrors to try in order, and its pinned checksum."""
+    """One file to fetch: its name on disk, mirrors to try in order, its pinned checksum and,
+    for a gzipped file, optionally the pinned hash of its gunzipped bytes (``content``): a copy
+    whose own checksum differs (another gzip header or level) but whose content matches is the
+    same dataset."""
 
     filename: str
     urls: tuple[str, ...]
     checksum: str  # "md5:<hex>" or "sha256:<hex>"
+    content: str | None = None  # "sha256:<hex>" of the gunzipped bytes, or None
+
+
+@dataclass(frozen=True)
+class SourceFolder:
+    """An extracted folder of class sub-folders a local mirror may hold instead of a kind's
+    archives, identified by one hash over a manifest of its files (see
+    :func:`vaelab.data.download.folder_manifest`)."""
+
+    name: str  # the folder's name in the mirror and in the out folder
+    manifest: str  # "sha256:<hex>" of the manifest
 
 
 @dataclass(frozen=True)
@@ -98,10 +125,12 @@ KINDS: dict[str, DatasetKind] = {kind.name: kind for kind in (
 class KindSources:
     """Where one kind's files come from. ``files``: what the download stage fetches, all of them;
     ``alternative``: files a local mirror may hold instead of ``files`` (each checked against its
-    own published hash)."""
+    own published hash); ``folder``: an extracted folder a local mirror may hold instead of either
+    (checked against its pinned manifest hash)."""
 
     files: tuple[SourceFile, ...] = ()
     alternative: tuple[SourceFile, ...] = ()
+    folder: SourceFolder | None = None
 
 
 def sources_file(kind: str) -> Path:
@@ -109,29 +138,54 @@ def sources_file(kind: str) -> Path:
     return Path(__file__).with_name("sources") / f"{kind}.toml"
 
 
+def _pin(label: str, value) -> str:
+    """``value`` as a checked ``algorithm:hex`` pin; a malformed one is an error naming ``label``."""
+    try:
+        parse_checksum(value)
+    except VaelabError as error:
+        raise VaelabError(f"{label}: {error}") from None
+    return str(value)
+
+
 def _source_files(entries) -> tuple[SourceFile, ...]:
-    """``[{"filename", "urls", "checksum"}, ...]`` as checked :class:`SourceFile` s."""
-    files = tuple(SourceFile(str(e["filename"]), tuple(str(u) for u in e["urls"]), str(e["checksum"]))
-                  for e in entries)
-    for source in files:
-        try:
-            parse_checksum(source.checksum)
-        except VaelabError as error:
-            raise VaelabError(f"{source.filename}: {error}") from None
-    return files
+    """``[{"filename", "urls", "checksum"[, "content"]}, ...]`` as checked :class:`SourceFile` s."""
+    files = []
+    for e in entries:
+        unknown = sorted(set(e) - {"filename", "urls", "checksum", "content"})
+        if unknown:
+            raise ValueError(f"{e.get('filename')}: unknown keys {unknown}; allowed: filename, urls, checksum, content")
+        name = str(e["filename"])
+        content = _pin(f"{name} content", e["content"]) if "content" in e else None
+        files.append(SourceFile(name, tuple(str(u) for u in e["urls"]), _pin(name, e["checksum"]), content))
+    return tuple(files)
+
+
+def _source_folder(entry) -> SourceFolder | None:
+    """``{"name", "manifest"}`` as a checked :class:`SourceFolder`; None for None."""
+    if entry is None:
+        return None
+    unknown = sorted(set(entry) - {"name", "manifest"})
+    if unknown:
+        raise ValueError(f"folder: unknown keys {unknown}; allowed: name, manifest")
+    name = str(entry["name"])
+    return SourceFolder(name, _pin(f"{name} manifest", entry["manifest"]))
+
+
+def _kind_sources(raw: Mapping) -> KindSources:
+    """A sources table (``files``, ``alternative``, ``folder``; see the module docstring) as checked
+    :class:`KindSources`."""
+    unknown = sorted(set(raw) - set(SOURCE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}; allowed: {', '.join(SOURCE_KEYS)}")
+    return KindSources(_source_files(raw.get("files", [])), _source_files(raw.get("alternative", [])),
+                       _source_folder(raw.get("folder")))
 
 
 def canonical_sources(kind: str) -> KindSources:
     """The sources of ``kind`` as its ``sources/<kind>.toml`` writes them."""
     path = sources_file(kind)
     try:
-        raw = tomllib.loads(path.read_text())
-        unknown = sorted(set(raw) - {"files", "alternative"})
-        if unknown:
-            raise ValueError(f"unknown keys {unknown}; allowed: files, alternative")
-        files = raw.get("files", [])
-        alternative = raw.get("alternative", [])
-        return KindSources(_source_files(files), _source_files(alternative))
+        return _kind_sources(tomllib.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, VaelabError) as error:
         raise VaelabError(f"{path} is not a readable source table ({error}); restore it from git "
                           f"(git checkout -- {path})") from None
@@ -139,8 +193,9 @@ def canonical_sources(kind: str) -> KindSources:
 
 def load_sources(kind: str, env: Mapping[str, str] | None = None) -> KindSources:
     """The sources of ``kind``: from the JSON table named by ``VAELAB_SOURCES`` when that is set
-    and lists ``kind`` (kind -> list of ``{"filename", "urls", "checksum"}``; a replaced kind has
-    no alternative files), else :func:`canonical_sources`."""
+    and lists ``kind``, else :func:`canonical_sources`. The table maps a kind to a list of
+    ``{"filename", "urls", "checksum"[, "content"]}`` (its files; a kind replaced so has no
+    alternative files and no folder) or to an object with the keys of a sources file."""
     if kind not in KINDS:
         raise VaelabError(f"unknown dataset kind {kind!r}; known: {sorted(KINDS)}")
     env = os.environ if env is None else env
@@ -150,19 +205,38 @@ def load_sources(kind: str, env: Mapping[str, str] | None = None) -> KindSources
     try:
         raw = json.loads(Path(table_path).read_text())
         unknown = sorted(set(raw) - set(KINDS))
-        override = _source_files(raw[kind]) if kind in raw else None
+        entry = raw.get(kind)
+        override = None if entry is None else \
+            _kind_sources(entry) if isinstance(entry, dict) else KindSources(_source_files(entry))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, VaelabError) as error:
         raise VaelabError(f"{SOURCES_ENV}={table_path!r} is not a readable source table ({error}); unset it to "
                           f"use the canonical sources") from None
     if unknown:
         raise VaelabError(f"{SOURCES_ENV}={table_path!r} names unknown dataset kinds {unknown}; known: {sorted(KINDS)}")
-    return canonical_sources(kind) if override is None else KindSources(override)
+    return canonical_sources(kind) if override is None else override
 
 
-def save_source_table(path: str | Path, files_by_kind: Mapping[str, tuple[SourceFile, ...]]) -> Path:
-    """Write a ``VAELAB_SOURCES`` JSON file that :func:`load_sources` reads back."""
-    raw = {kind: [{"filename": f.filename, "urls": list(f.urls), "checksum": f.checksum} for f in files]
-           for kind, files in files_by_kind.items()}
+def _file_entry(source: SourceFile) -> dict:
+    entry = {"filename": source.filename, "urls": list(source.urls), "checksum": source.checksum}
+    return entry if source.content is None else {**entry, "content": source.content}
+
+
+def _table_entry(sources: tuple[SourceFile, ...] | KindSources) -> list | dict:
+    """One kind's entry of a ``VAELAB_SOURCES`` table: a list of files, or a whole sources table."""
+    if not isinstance(sources, KindSources):
+        return [_file_entry(f) for f in sources]
+    entry: dict = {"files": [_file_entry(f) for f in sources.files],
+                   "alternative": [_file_entry(f) for f in sources.alternative]}
+    if sources.folder is not None:
+        entry["folder"] = {"name": sources.folder.name, "manifest": sources.folder.manifest}
+    return entry
+
+
+def save_source_table(path: str | Path,
+                      files_by_kind: Mapping[str, tuple[SourceFile, ...] | KindSources]) -> Path:
+    """Write a ``VAELAB_SOURCES`` JSON file that :func:`load_sources` reads back: per kind, its
+    files, or whole :class:`KindSources` (alternative files and folder too)."""
+    raw = {kind: _table_entry(sources) for kind, sources in files_by_kind.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(raw, indent=2))

@@ -10,9 +10,11 @@ Per dataset kind, reading ``data/raw/<name>/`` as the download stage left it:
   HWC. Nothing is unpickled. 50,000 / 10,000.
 * ``caltech101``: ``caltech-101.zip`` (CaltechDATA), whose member
   ``caltech-101/101_ObjectCategories.tar.gz`` (Fei-Fei et al. 2004) is streamed; a plain
-  ``101_ObjectCategories.tar.gz`` in the raw folder works too. Each was checked against its own
-  published hash when downloaded (the zip's sha256 fixes every byte of the tarball inside it).
-  The ``BACKGROUND_Google`` clutter class is dropped; images are centre-cropped to a square and
+  ``101_ObjectCategories.tar.gz`` in the raw folder works too, and so does the extracted
+  ``101_ObjectCategories/`` folder (read as ``image_folder`` reads its folder, so the same
+  images give the same arrays). Each was checked against its own pinned hash when downloaded
+  (the zip's sha256 fixes every byte of the tarball inside it; the folder's manifest hash every
+  file). The ``BACKGROUND_Google`` clutter class is dropped; images are centre-cropped to a square and
   resized with antialiasing to ``image_size``, then split by class (``test_fraction``,
   ``seed``). ``data.channels``: ``auto`` keeps one channel when every image is greyscale
   (R = G = B), else three; ``1`` converts colour to grey (luma); ``3`` makes grey RGB.
@@ -40,7 +42,8 @@ from vaelab.data import archives
 from vaelab.core.prepared import PreparedData
 from vaelab.core.errors import VaelabError
 from vaelab.data.images import decode_into, grey_if_all_grey, image_suffixes, split_inplace
-from vaelab.data.kinds import CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE, IDX_TEST, IDX_TRAIN
+from vaelab.data.kinds import CALTECH101_FOLDER, CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE
+from vaelab.data.kinds import IDX_TEST, IDX_TRAIN
 from vaelab.data.kinds import DatasetKind
 from vaelab.data.params import DataParams
 
@@ -250,12 +253,15 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DataParams, s
                        workers: int | None = None) -> PreparedData:
     """Caltech101 as (N, S, S, 3) uint8, S = ``ds.image_size``; ``kind.drop_classes`` dropped.
 
-    Reads ``caltech-101.zip`` (or a plain ``101_ObjectCategories.tar.gz``) from ``raw_dir``.
-    Pass 1 streams the tar.gz, listing its members; pass 2 decodes the images into one
-    preallocated array.
+    Reads ``caltech-101.zip``, else a plain ``101_ObjectCategories.tar.gz``, else the extracted
+    ``101_ObjectCategories/`` folder from ``raw_dir``. An archive is streamed twice: pass 1
+    lists its members, pass 2 decodes the images into one preallocated array. The folder is read
+    by :func:`_prepare_class_folders`, as ``image_folder`` reads its folder.
     """
     raw_dir = Path(raw_dir)
     zip_path, tar_path = raw_dir / CALTECH101_ZIP, raw_dir / CALTECH101_TAR
+    if not zip_path.is_file() and not tar_path.is_file() and (raw_dir / CALTECH101_FOLDER).is_dir():
+        return _prepare_class_folders(raw_dir / CALTECH101_FOLDER, ds, seed, workers, kind.drop_classes)
 
     if zip_path.is_file():
         zip_file = archives.open_zip(zip_path, ds.name)
@@ -272,8 +278,8 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DataParams, s
         def open_stream():
             return open(tar_path, "rb")
     else:
-        raise VaelabError(f"{raw_dir} holds neither {CALTECH101_ZIP} nor {CALTECH101_TAR}; run "
-                          f"`dvc repro download@{ds.name}` first")
+        raise VaelabError(f"{raw_dir} holds neither {CALTECH101_ZIP} nor {CALTECH101_TAR} nor the extracted "
+                          f"{CALTECH101_FOLDER}/ folder; run `dvc repro download@{ds.name}` first")
     try:
         with open_stream() as stream:
             entries = archives.list_tar(stream, label=label, dataset=ds.name)
@@ -310,18 +316,28 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DataParams, s
 
 def prepare_image_folder(raw_dir: str | Path, kind: DatasetKind, ds: DataParams, seed: int,
                          workers: int | None = None) -> PreparedData:
-    """A folder of class sub-folders as (N, S, S, 3) uint8, S = ``ds.image_size``; split by class.
-
-    Image files are found by suffix (any format Pillow opens), also in nested folders of a
-    class folder; hidden files are ignored. Unreadable images are skipped and counted.
-    """
+    """A folder of class sub-folders as (N, S, S, 3) uint8, S = ``ds.image_size``; split by class
+    (:func:`_prepare_class_folders`)."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise VaelabError(f"{raw_dir} is not a folder; run `dvc repro download@{ds.name}` first")
+    return _prepare_class_folders(raw_dir, ds, seed, workers)
+
+
+def _prepare_class_folders(folder: Path, ds: DataParams, seed: int, workers: int | None,
+                           drop: tuple[str, ...] = ()) -> PreparedData:
+    """The class sub-folders of ``folder`` (but those named in ``drop``) as (N, S, S, 3) uint8, S =
+    ``ds.image_size``; split by class.
+
+    Image files are found by suffix (any format Pillow opens), also in nested folders of a
+    class folder; hidden files are ignored. Rows follow the sorted class folders and, in each,
+    the sorted files. Unreadable images are skipped and counted.
+    """
     suffixes = image_suffixes()
     files: list[tuple[Path, str]] = []
     ignored = 0
-    for class_dir in sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                            and p.name not in drop):
         for path in sorted(class_dir.rglob("*")):
             if not path.is_file() or any(part.startswith(".") for part in path.relative_to(class_dir).parts):
                 continue
@@ -332,7 +348,7 @@ def prepare_image_folder(raw_dir: str | Path, kind: DatasetKind, ds: DataParams,
     if ignored:
         log.info("%s: ignored %d file(s) that are not images by their name", ds.name, ignored)
     if not files:
-        raise VaelabError(f"{raw_dir} holds no image files in class sub-folders; put one sub-folder of images "
+        raise VaelabError(f"{folder} holds no image files in class sub-folders; put one sub-folder of images "
                           f"per class in {ds.path or 'the image folder'} and re-run `dvc repro -f download@{ds.name}`")
     class_names = sorted({c for _, c in files})
     index = {c: k for k, c in enumerate(class_names)}
@@ -342,7 +358,7 @@ def prepare_image_folder(raw_dir: str | Path, kind: DatasetKind, ds: DataParams,
     items = ((row, path.read_bytes, str(path)) for row, (path, _) in enumerate(files))
     readable = decode_into(images, items, workers=workers, desc=ds.name)
     images = _settle_channels(images, readable, ds)
-    return _finish(images, labels, readable, class_names, len(files), ds, seed, f"{ds.name} ({raw_dir})")
+    return _finish(images, labels, readable, class_names, len(files), ds, seed, f"{ds.name} ({folder})")
 
 
 # --------------------------------------------------------------------------- dispatch
