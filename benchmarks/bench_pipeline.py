@@ -16,9 +16,9 @@ stage at a time in DAG order (``dvc repro -s <stage>@<dataset>``), each in a chi
 wall time and peak RSS (``ru_maxrss`` of the child and everything it waited for, from
 ``wait4``) it prints, then the whole ``dvc repro``, which must find nothing to do.
 
-    python benchmarks/bench_pipeline.py --dataset mnist        # README: What a run costs (today's defaults: 21 min on a Zen 5, ~46 on a Zen 4)
-    python benchmarks/bench_pipeline.py --dataset cifar10      # 40.4 min at today's 6 epochs (README: What a run costs)
-    python benchmarks/bench_pipeline.py --dataset caltech101   # 22.7 min at the defaults on a Zen 5 (README: What a run costs)
+    python benchmarks/bench_pipeline.py --dataset mnist        # figures: docs/costs.md
+    python benchmarks/bench_pipeline.py --dataset cifar10
+    python benchmarks/bench_pipeline.py --dataset caltech101
     python benchmarks/bench_pipeline.py --smoke    # a minute: the benchmark runs (a test runs it)
 
 Target: no stage of a default run needs more than ~4 GB.
@@ -154,8 +154,6 @@ def make_repo(repo: Path, dataset: str, quick: bool = False, smoke: bool = False
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["datasets"] = {dataset: params["datasets"][dataset]}
     params["fid"]["network"] = "random"  # same cost as inception2015 at 299 px, no weights file needed
-    if quick or smoke:
-        params["datasets"][dataset].get("model", {}).pop("epochs", None)  # the global epochs below rule
     if quick:
         params["epochs"], params["fid"]["num_samples"] = 2, 256
     if smoke:

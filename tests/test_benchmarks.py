@@ -2,7 +2,7 @@
 
 Each script is run as a user runs it (``python benchmarks/<name>.py --smoke``, from the project
 root) and must exit 0, print the command that reproduces it, and print the figures it exists
-for. The smoke sizes say nothing about speed; the figures themselves come from full runs (README).
+for. The smoke sizes say nothing about speed; the figures themselves come from full runs (docs/costs.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def test_benchmark_smoke(name: str) -> None:
 
 @pytest.mark.parametrize("mode", ["quick", "smoke"])
 def test_bench_pipeline_short_modes_train_the_short_epochs(tmp_path, mode: str) -> None:
-    """A dataset's own epochs (Caltech101's 35) must not outlast --quick's 2 or --smoke's 1."""
+    """A dataset's own epochs (Caltech101's 35) must not outlast --quick's 2 or --smoke's 1: the
+    top-level number replaces them."""
     import importlib.util
 
     import yaml
@@ -67,5 +68,7 @@ def test_bench_pipeline_short_modes_train_the_short_epochs(tmp_path, mode: str) 
     bench.make_repo(tmp_path, "caltech101", **{mode: True})
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert list(params["datasets"]) == ["caltech101"]
-    assert "epochs" not in params["datasets"]["caltech101"]["model"]
     assert params["epochs"] == {"quick": 2, "smoke": 1}[mode]
+    from vaelab.params import load_params
+
+    assert load_params(tmp_path / "params.yaml").dataset("caltech101").train.epochs == params["epochs"]

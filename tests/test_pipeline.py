@@ -3,7 +3,9 @@ archives through the offline mirror and a test source table (their own real chec
 
 Asserts what DVC prints and writes: `dvc repro` runs every stage, `dvc exp run -S
 latent_dim=3` re-runs only training and what follows it, `dvc metrics diff` shows FID moving,
-and `dvc plots show` writes its HTML page with the declared plots.
+and `dvc plots show` writes its HTML page with the declared plots. And, on the project's own
+params.yaml with every dataset (stand-in outputs recorded by `dvc commit`, nothing trained),
+which stages `dvc status` finds stale after each kind of knob change.
 """
 
 from __future__ import annotations
@@ -44,10 +46,7 @@ def _git(*args: str, cwd: Path, env: dict[str, str]) -> str:
     return _run(["git", *args], cwd, env)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A git repo holding a copy of the project with tiny params, and the env pointing at a generated mirror."""
-    repo = tmp_path / "repo"
+def _copy_project(repo: Path) -> None:
     for name in PROJECT_FILES:
         source = PROJECT_ROOT / name
         target = repo / name
@@ -56,7 +55,17 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git repo holding a copy of the project with tiny params, and the env pointing at a generated mirror."""
+    repo = tmp_path / "repo"
+    _copy_project(repo)
+    params = tiny_params()
+    # MNIST's own epochs go, so that the seed sweep below can add them back with `+`.
+    params["datasets"]["mnist"]["model"].pop("epochs")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     mirror = tmp_path / "mirror"
     files = archive_factory.write_mnist_like(mirror, n_train=96, n_test=48, seed=0)
@@ -163,8 +172,7 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
 
     # Error bars: a seed sweep re-runs training and after, never the data stages or the reference
     # statistics, and ends in mean ± std per metric. Its `+` adds a key that params.yaml lacks (MNIST's
-    # own epochs, the top-level value again), which
-    # DVC then applies to the workspace: the second seed must start from the sweep's params again.
+    # own epochs, which the top-level 2 replaces anyway), which DVC then applies to the workspace: the second seed must start from the sweep's params again.
     out = _run([sys.executable, "-m", "scripts.seed_sweep", "--seeds", "5,6", "--metrics", "prior.fid,test.elbo",
                 "-S", "+datasets.mnist.model.epochs=2", "--targets", "evaluate@mnist"], repo, env)
     for stage in ("download", "preprocess", "reference_stats"):
@@ -177,3 +185,84 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     html = (repo / "report/index.html").read_text()
     assert "plots/mnist/history.csv" in html
     assert "progress.gif" in html and "samples.png" in html
+
+
+def _stage_paths(dvc_yaml: dict, params: dict) -> set[str]:
+    """Every dep and out that dvc.yaml's stages name, for every dataset of ``params``."""
+    paths = set()
+    for stage in dvc_yaml["stages"].values():
+        for name, entry in params["datasets"].items():
+            for path in [*stage["do"].get("deps", []), *stage["do"].get("outs", []), *stage["do"].get("metrics", [])]:
+                path = path if isinstance(path, str) else next(iter(path))
+                paths.add(path.replace("${key}", name).replace("${item.data.kind}", entry["data"]["kind"]))
+    return paths
+
+
+@pytest.fixture
+def locked_project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git copy of the project with its own params.yaml (every dataset), every stage's data
+    deps and outs stood in by small files and recorded in dvc.lock by `dvc commit`: `dvc status`
+    then compares params as after a real run, without one."""
+    repo = tmp_path / "repo"
+    _copy_project(repo)
+    shutil.copy2(PROJECT_ROOT / "params.yaml", repo / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    _git("init", "-q", cwd=repo, env=env)
+    _git("add", "-A", cwd=repo, env=env)
+    _git("commit", "-qm", "project", cwd=repo, env=env)
+    for path in _stage_paths(yaml.safe_load((repo / "dvc.yaml").read_text()),
+                             yaml.safe_load((repo / "params.yaml").read_text())):
+        target = repo / path
+        if target.exists():
+            continue
+        if target.suffix in (".npz", ".json", ".csv"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(path)
+        else:
+            target.mkdir(parents=True)
+            (target / "stand-in").write_text(path)
+    _dvc("commit", "--force", "--quiet", cwd=repo, env=env)
+    return repo, env
+
+
+# (what `-S` sets, the stages it must make stale, the effective (latent_dim, epochs) per dataset)
+OWN = {"mnist": (16, 5), "fashion_mnist": (16, 5), "cifar10": (64, 6), "caltech101": (64, 35)}
+KNOB_CHANGES = [
+    ({"latent_dim": 10}, {"train"}, {name: (10, epochs) for name, (_, epochs) in OWN.items()}),
+    ({"epochs": 3}, {"train"}, {name: (latent, 3) for name, (latent, _) in OWN.items()}),
+    ({"datasets.mnist.model.latent_dim": 8}, {"train@mnist"}, {**OWN, "mnist": (8, 5)}),
+    ({"datasets.cifar10.model.epochs": 9}, {"train@cifar10"}, {**OWN, "cifar10": (64, 9)}),
+    ({"two_stage.epochs": 20}, {"fit_density"}, OWN),
+    ({"fid.num_samples": 10000}, {"evaluate"}, OWN),
+    ({"seed": 1}, {"train", "fit_density", "evaluate", "plot"}, OWN),
+]
+
+
+@pytest.mark.parametrize("change, stale, effective", KNOB_CHANGES, ids=lambda v: str(v) if isinstance(v, dict) and
+                         len(v) == 1 else None)
+def test_a_knob_makes_stale_only_the_stages_it_changes(locked_project, change, stale, effective):
+    """A top-level latent_dim or epochs means every dataset (and each train stage re-runs); a
+    dataset's own value moves that dataset alone; a sampler or FID knob leaves training alone."""
+    from vaelab.params import load_params
+
+    repo, env = locked_project
+    assert json.loads(_dvc("status", "--json", cwd=repo, env=env)) == {}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in change.items():  # as `dvc exp run -S dotted=value` writes it
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    resolved = load_params(repo / "params.yaml")
+    assert {name: (entry.model.latent_dim, entry.train.epochs) for name, entry in resolved.datasets.items()} == effective
+
+    status = json.loads(_dvc("status", "--json", cwd=repo, env=env))
+    expected = {stage if "@" in stage else f"{stage}@{name}" for stage in stale
+                for name in (OWN if "@" not in stage else [None])}
+    assert set(status) == expected, status
+    for entry in status.values():
+        assert list(entry) == [{"changed deps": {"params.yaml": entry[0]["changed deps"]["params.yaml"]}}]

@@ -180,7 +180,7 @@ def bright_pictures_with_dark_outliers(n: int, size: int, seed: int) -> np.ndarr
 
 
 def test_infogan_keeps_its_kl_finite_on_colour_images_with_outliers(tmp_path):
-    """The regression of the diverged Caltech101 run (README: Models): with a log-variance head
+    """The regression of the diverged Caltech101 run (docs/models.md): with a log-variance head
     this data gave a validation KL of ~5,400 nats after the first epoch (run to run it varied:
     exp() of batch norm's outliers); Dai & Wipf's softplus standard deviation gives 11 and 20."""
     images = bright_pictures_with_dark_outliers(64, 32, seed=0)
@@ -291,15 +291,15 @@ def test_stage_refuses_bad_params_before_any_work(tmp_path, write_params, overri
     assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt").exists()
 
 
-def test_a_dataset_s_own_epochs_replace_the_top_level_ones(write_params):
-    """`datasets.<name>.model.epochs` is that dataset's; without it the top-level `epochs` rules."""
+def test_top_level_epochs_rule_every_dataset_and_null_leaves_each_its_own(write_params):
+    """A top-level `epochs` number is every dataset's; `null` gives each its `datasets.<name>.model.epochs`."""
     from vaelab.core.params import read_params, shared_params
     from vaelab.params import load_params
     from vaelab.training.params import train_params
 
     own = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "epochs": 3}}}
-    for datasets, expected in ((TOY, 5), (own, 3)):
-        path = toy_params(write_params, epochs=5, datasets=datasets)
+    for top, expected in ((5, 5), (None, 3)):
+        path = toy_params(write_params, epochs=top, datasets=own)
         raw = read_params(path)
         config = train_config(shared_params(raw), train_params(raw, "toy"))
         assert (config.epochs, config.batch_size, config.seed) == (expected, 50, 3)
@@ -309,9 +309,9 @@ def test_a_dataset_s_own_epochs_replace_the_top_level_ones(write_params):
 
 @pytest.mark.slow
 def test_stage_cli_writes_model_and_history(tmp_path, write_params):
-    # The dataset's own 2 epochs, not the top level's 4: the stage passes them on.
+    # The dataset's own 2 epochs under a null top level: the stage passes them on.
     own_epochs = {"toy": {"data": {"kind": "mnist"}, "model": {"architecture": "mlp", "epochs": 2}}}
-    args = _stage_args(tmp_path, toy_params(write_params, epochs=4, datasets=own_epochs))
+    args = _stage_args(tmp_path, toy_params(write_params, epochs=None, datasets=own_epochs))
     result = subprocess.run([sys.executable, "-m", "stages.train", *args], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -401,7 +401,7 @@ def test_mixed_precision_trains_and_saves_float32_models(tmp_path, monkeypatch, 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ([] if on_gpu else [
         "train dataset: mixed_precision on this CPU means bfloat16 without hardware support (no AMX or AVX512-BF16), "
-        "which runs slower than float32 (README: On a GPU); set mixed_precision: false in params.yaml"])
+        "which runs slower than float32 (docs/gpu.md); set mixed_precision: false in params.yaml"])
     assert all(np.isfinite(row["loss"]) for row in result.history)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     loaded = load_vae(out)
@@ -473,7 +473,7 @@ def test_diverged_kl_flags_a_kl_above_what_an_8bit_image_holds():
     assert diverged_kl(25.6, (28, 28, 1), "infogan") is None
     assert diverged_kl(4347.0, (28, 28, 1), "infogan") is None
     assert diverged_kl(49.3, (64, 64, 3), "conv") is None
-    message = diverged_kl(5.254589e6, (64, 64, 3), "infogan")  # the diverged Caltech101 run (README: Models)
+    message = diverged_kl(5.254589e6, (64, 64, 3), "infogan")  # the diverged Caltech101 run (docs/models.md)
     assert message == ("the validation KL is 5.255e+06 nats per image, more than the 68139 nats an 8-bit 64x64x3 "
                        "image holds: training diverged (architecture infogan); try architecture conv or a lower "
                        "learning_rate in params.yaml")

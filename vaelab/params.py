@@ -22,7 +22,7 @@ from vaelab.training.params import TrainParams, train_params
 @dataclass(frozen=True)
 class DatasetParams:
     """One entry under ``datasets:``: its data settings, its whole model and how it trains (each
-    with the dataset's own ``latent_dim`` and ``epochs`` where its entry names them)."""
+    with ``latent_dim`` and ``epochs`` resolved by :func:`vaelab.core.params.per_dataset`)."""
 
     data: DataParams
     model: ModelParams

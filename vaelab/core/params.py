@@ -7,11 +7,13 @@ small module, not on every knob's: a new model setting re-runs no data stage. Th
 what all of them share: reading the file (numbers as YAML 1.2 reads them, as DVC does), the
 names of the top-level keys (so a misspelt one fails in every stage), a dataset's entry, and
 the shared knobs: ``seed`` (the model's), ``data_seed`` (the data's, so that a seed sweep
-re-runs neither the data stages nor the reference statistics) and ``batch_size``.
+re-runs neither the data stages nor the reference statistics) and ``batch_size``; and the one
+rule for a knob that a dataset's entry may also set (:func:`per_dataset`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ TOP_LEVEL_KEYS = {
     "datasets": "vaelab.core.params",  # each entry's `data` is vaelab.data.params', its `model` vaelab.model.params'
 }
 DATASET_KEYS = ("data", "model")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,3 +118,19 @@ def dataset_entry(raw: Mapping[str, Any], name: str, part: str) -> Mapping[str, 
 
 def shared_params(raw: Mapping[str, Any]) -> SharedParams:
     return parse_section(SharedParams, raw, whole=False)
+
+
+def per_dataset(key: str, top: Any, own: Any, name: str) -> Any:
+    """The value of knob ``key`` for dataset ``name``: the top-level ``key`` when it is a value
+    (it means every dataset), else (``null`` or absent) the dataset's own
+    ``datasets.<name>.model.<key>``; neither is an error naming both. A top-level value that
+    replaces a different value of the dataset's own is logged, never silent."""
+    if top is None:
+        if own is None:
+            raise VaelabError(f"params.yaml: {key} is null (each dataset's own) but datasets.{name}.model.{key} "
+                              f"is missing; set datasets.{name}.model.{key}, or a top-level {key} for every dataset")
+        return own
+    if own is not None and own != top:
+        log.info("%s: the top-level %s = %s replaces datasets.%s.model.%s = %s (set %s: null to use each "
+                 "dataset's own)", name, key, top, name, key, own, key)
+    return top

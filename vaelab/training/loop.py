@@ -174,7 +174,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
 
     if bfloat16_is_emulated(train.mixed_precision):
         log.warning("train %s: mixed_precision on this CPU means bfloat16 without hardware support (no AMX or "
-                    "AVX512-BF16), which runs slower than float32 (README: On a GPU); set mixed_precision: false "
+                    "AVX512-BF16), which runs slower than float32 (docs/gpu.md); set mixed_precision: false "
                     "in params.yaml", dataset)
     strategy = strategy or distribution_strategy()
     with strategy.scope():
@@ -233,7 +233,7 @@ def diverged_kl(val_kl: float, image_shape: Sequence[int], architecture: str) ->
 
     The KL averaged over images is the mutual information I(x; z) plus a non-negative term, and
     I(x; z) <= H(x) <= prod(image_shape) * ln 256 nats for 8-bit images: a KL above that is a cost
-    no code can repay, the mark of blown-up encoder variances (README: Models, infogan on colour
+    no code can repay, the mark of blown-up encoder variances (docs/models.md, infogan on colour
     images), as is a KL that is not finite.
     """
     bound = float(np.prod(image_shape)) * math.log(256)
