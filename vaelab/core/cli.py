@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from typing import Any, Callable, Iterator, Mapping
 
@@ -32,7 +33,7 @@ TF_LOGS_ENV = "VAELAB_TF_LOGS"
 # serves every buffer above its mmap threshold (128 kB to 32 MB) with a fresh mmap and unmaps it
 # on free, so each batch of 299-px Inception activations (tens to hundreds of MB) was
 # page-faulted in anew; the pool keeps them. Same values bit for bit. benchmarks/bench_features.py
-# and bench_train.py measure it (README, "Benchmarks").
+# and bench_train.py measure it (docs/costs.md).
 POOLED_ALLOCATOR_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 LOG_FORMAT = "%(levelname)s: %(message)s"
 
@@ -96,6 +97,41 @@ def _fd2_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+# A line TensorFlow's C++ code prints when Keras' fit builds its input pipeline from arrays with op
+# determinism on: tf.data turns the parallel map into a plain MapDataset and keeps an attribute that
+# op lacks. The pipeline runs as built; the line is no error of the run.
+HARMLESS_TF_LINES = ("NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition",)
+
+
+@contextlib.contextmanager
+def fd2_without(needles: tuple[str, ...] = HARMLESS_TF_LINES) -> Iterator[None]:
+    """Pass everything written to file descriptor 2 (Python's stderr and C++ code alike) through to
+    it, less the lines holding one of ``needles``: a thread reads a pipe put in fd 2's place."""
+    wanted = tuple(n.encode() for n in needles)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    out_fd = os.dup(saved)  # the pump's own, before the thread starts: saved is closed on leaving
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
+            for line in pipe:
+                if not any(n in line for n in wanted):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, name="fd2-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads to its end and stops
+        os.close(saved)
+        thread.join()
 
 
 def start_tensorflow(pooled_allocator: bool = True) -> None:
