@@ -15,8 +15,8 @@ path) are computed once per precision, streamed in batches; then FID between
 Prints FID for each split in float32 and bfloat16, their relative difference, and the features'
 images/s under each precision (wall clock, whole pipeline). Also, in float32, the improved
 precision and recall (k = 3) of 2,000 real digits against 2,000 others (as many points as the
-README's results use), and against 2,000 others blurred by a 3x3 box filter: what real and
-blurry images score. With ``--prepared`` and ``--reference`` (a dataset's prepared file and its
+proxy rows of docs/results.md use), and against 2,000 others blurred by a 3x3 box filter: what
+real and blurry images score. With ``--prepared`` and ``--reference`` (a dataset's prepared file and its
 reference statistics), also the metrics of its training images against that reference: what a
 generator reproducing the training set would score in exactly the pipeline's setup.
 

@@ -13,7 +13,7 @@ number at the papers' 10,000. This measures the gap for a real model instead of 
   ``--max-samples`` holds several disjoint sets of n, their mean ± std: the spread one more
   seed of sampling would show.
 
-Run it in the pipeline's repository after ``dvc repro`` (the README's proxy, for its rows):
+Run it in the pipeline's repository after ``dvc repro`` (docs/results.md's proxy, for its rows):
 
     python benchmarks/bench_fid_samples.py --models models/mnist --reference data/reference/mnist.npz \
         --weights ../shared/fid-inception-2015/default_1.pt      # 10,000 samples: 12 min on 2 Zen 4 cores

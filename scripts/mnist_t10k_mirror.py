@@ -1,4 +1,4 @@
-"""Make an offline MNIST mirror from the 10,000 real test digits alone, for the README results.
+"""Make an offline MNIST mirror from the 10,000 real test digits alone, for docs/results.md.
 
 The shared folder beside the checkout holds only MNIST's canonical test files. This splits
 them into 8,000 "train" and 2,000 "test" digits (a fixed split, stratified by label and
@@ -7,7 +7,7 @@ table with their real sha256 checksums, so the pipeline runs on real digits offl
 
     python -m scripts.mnist_t10k_mirror --shared ../shared/data/mnist-t10k --out /tmp/t10k-mirror
     export VAELAB_DATA_MIRROR=/tmp/t10k-mirror VAELAB_SOURCES=/tmp/t10k-mirror/sources.json
-    dvc exp run -S fid.num_samples=5000 ...   # README: Results (the commands of each table)
+    dvc exp run -S fid.num_samples=5000 ...   # docs/results.md (the commands of each row)
 
 The input files are first checked against the canonical checksums, ``vaelab/data/sources/mnist.toml``.
 """

@@ -8,7 +8,7 @@ Each run builds the model that ``params.yaml`` gives the dataset, as the train s
 batches and records a digest of every weight and Adam slot after each one. Then it prints
 ``identical: ...`` (exit status 0) or the first step at which two runs part and the variables
 that differ there (exit status 1): where to start looking when a new layer or op brings a
-timing-dependent sum back (README: Reproducibility has what it found before the fix).
+timing-dependent sum back (docs/reproducibility.md has what it found before the fix).
 """
 
 from __future__ import annotations

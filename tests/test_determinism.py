@@ -3,7 +3,7 @@ graph adds its gradient terms two at a time, and Grappler may not merge them bac
 
 Why the graph and not two runs: the order TensorFlow's ``AddN`` picks depends on thread timing,
 and two runs of the old tape-based step parted only after tens of steps of ``infogan`` on real
-digits; no short test can make that happen on demand (README: Reproducibility). What does
+digits; no short test can make that happen on demand (docs/reproducibility.md). What does
 not depend on timing is the structure: with two terms per ``AddN`` the order cannot matter.
 """
 

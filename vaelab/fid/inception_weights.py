@@ -83,7 +83,7 @@ def _identify(data: bytes, path: Path) -> KnownWeights:
             return known
     accepted = "; ".join(f"{k.file} sha256 {k.sha256}" for k in KNOWN_WEIGHTS)
     raise VaelabError(f"{path} has sha256 {digest}, which is not a known FID Inception weights file "
-                      f"(accepted: {accepted}); get one of those (see the README, 'FID here')")
+                      f"(accepted: {accepted}); get one of those (see docs/offline.md)")
 
 
 def read_weights_file(path: str | Path) -> WeightsFile:

@@ -11,7 +11,7 @@ apart. ``infogan`` has such sums (its log-variance feeds three ops, each batch n
 three), and every run of it met such a switch at some step and drifted away from the others
 from there. A sum of two terms is exact in either order, so :func:`gradients` sums k terms as a chain of two-term sums; Grappler's
 arithmetic optimizer, which would fold that chain (and any a + b + c of the forward pass) back
-into one ``AddN``, is switched off by :func:`make_reproducible` (README: Reproducibility).
+into one ``AddN``, is switched off by :func:`make_reproducible` (docs/reproducibility.md).
 """
 
 from __future__ import annotations

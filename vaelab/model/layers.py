@@ -23,7 +23,7 @@ class SoftplusLogVariance(keras.layers.Layer):
     Why not a plain log-variance head: in training mode batch norm rescales a batch by its own
     statistics, and on colour images with a few outlying pictures the head's input reaches
     several standard deviations in every unit at once. exp(log_var) then turned head outputs of
-    30 to 60 into KL terms of 1e7 to 1e16 nats within a few steps (README: Models); softplus
+    30 to 60 into KL terms of 1e7 to 1e16 nats within a few steps (docs/models.md); softplus
     grows linearly, so an output of 30 costs sd^2 / 2 = 450 nats in its unit, a pull the KL
     gradient can answer.
     """

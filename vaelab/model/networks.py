@@ -174,7 +174,7 @@ def build_decoder(config: ArchConfig, dtype: str | None = None):
     network of ``daib13/TwoStageVAE``): the likelihood then scores the pixel values a sample
     can take. A linear mean clipped to [0, 1] afterwards left the background as likely to
     settle just above 0 (a grey haze that the Inception features see) as
-    below it (black once clipped), and the seed decided which (README: Learned γ).
+    below it (black once clipped), and the seed decided which (docs/models.md).
 
     conv: the mirror of the encoder; the transposed convolutions double the bottleneck up to
     a multiple of 2^len(filters) and a Cropping2D trims it back to the exact input size

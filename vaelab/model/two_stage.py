@@ -143,7 +143,7 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     # fit shuffles every epoch from the seed set above; eps is drawn afresh in every batch.
     history = model.fit(posterior, batch_size=batch, epochs=params.epochs, shuffle=True, verbose=verbose)
     if not np.all(np.isfinite(history.history["loss"])):
-        # A diverged first stage (README: Models) shows up here first as huge codes: name their size
+        # A diverged first stage (docs/models.md) shows up here first as huge codes: name their size
         # so the message does not send the user to the wrong stage's params.
         from vaelab.model.losses import kl_per_image
 

@@ -16,7 +16,7 @@ def mixed_precision_policy(mixed_precision: bool, on_gpu: bool | None = None) ->
     """The Keras dtype policy of the hidden layers: None (float32) unless ``mixed_precision``;
     then "mixed_float16" on a GPU (tensor cores; Adam gets loss scaling) and "mixed_bfloat16"
     on a CPU, the one 16-bit type CPUs have hardware for (AMX, AVX512-BF16); CPUs without it
-    emulate bfloat16 far slower than float32 (README, "On a GPU"), so
+    emulate bfloat16 far slower than float32 (docs/gpu.md), so
     :func:`vaelab.training.loop.train_vae` warns on them. ``on_gpu``: default, whether TensorFlow sees a GPU."""
     if not mixed_precision:
         return None
@@ -52,7 +52,7 @@ def bfloat16_is_emulated(mixed_precision: bool) -> bool:
 def trains_faster_from_the_pool(architecture: str) -> bool:
     """Whether to train ``architecture`` with TensorFlow's pooled CPU allocator
     (:func:`vaelab.core.cli.start_tensorflow`): conv models train faster from it, the mlp (many
-    small tensors) slower (benchmarks/bench_train.py --allocator-rounds, README "Benchmarks")."""
+    small tensors) slower (benchmarks/bench_train.py --allocator-rounds, docs/costs.md)."""
     return architecture != "mlp"
 
 
