@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     means, log_vars = networks.encode(vae, data.x_train, shared.batch_size)
     density = fit_density(means, gmm.components, shared.seed)
     save_density(density, args.out)
+    verbose = 1 if sys.stderr.isatty() else 2  # asked before fd 2 becomes the filter's pipe
     with fd2_without():  # TensorFlow's harmless NodeDef line when fit builds its input pipeline
         two_stage = fit_two_stage(means, log_vars, second, seed=shared.seed, batch_size=shared.batch_size,
-                                  verbose=1 if sys.stderr.isatty() else 2)
+                                  verbose=verbose)
     save_two_stage(two_stage, args.two_stage)
     logging.getLogger(__name__).info(
         "fit_density %s: %d-component Gaussian mixture on %d encoder means (latent_dim %d) -> %s; two-stage "

@@ -18,3 +18,14 @@ def test_fd2_without_drops_only_the_named_lines(capfd):
         os.write(2, b"no newline at the end")
     os.write(2, b"\nafter\n")
     assert capfd.readouterr().err == "E0000 a real error line\ninfo: another line\nno newline at the end\nafter\n"
+
+
+def test_fd2_without_restores_fd2_when_the_work_raises(capfd):
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        with fd2_without():
+            os.write(2, b"before the error\n")
+            raise RuntimeError("inside")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before the error\nafter\n"

@@ -283,6 +283,20 @@ def test_a_regzipped_idx_file_is_accepted_by_its_content_and_kept_as_it_is(tmp_p
     _assert_idx_arrays(out)
 
 
+def test_the_kind_s_own_folder_comes_before_the_mirror_top_level(tmp_path, idx_files, caplog):
+    """MNIST and Fashion-MNIST share file names: another dataset's .gz at the mirror's top level
+    must not stand in for this kind's uncompressed file in ``<mirror>/<kind>/``."""
+    files, sources = idx_files
+    mirror = tmp_path / "mirror"
+    raw = [archive_factory.gunzip(f, mirror / "mnist") for f in files]
+    for f in files:  # another dataset's files of the same names, at the top level
+        (mirror / f.name).write_bytes(gzip.compress(b"another dataset", mtime=0))
+    with caplog.at_level(logging.INFO, logger="vaelab.data.download"):
+        _download("mnist", sources, tmp_path / "raw", env={download.MIRROR_ENV: str(mirror)})
+    assert _info_lines(caplog)[:4] == [f"{f.name}: from {r}, {UNCOMPRESSED_NOTE}" for f, r in zip(files, raw)]
+    _assert_idx_arrays(tmp_path / "raw")
+
+
 def test_an_uncompressed_idx_file_is_gzipped_deterministically_and_accepted_by_its_content(tmp_path, idx_files,
                                                                                              caplog):
     files, sources = idx_files

@@ -236,6 +236,26 @@ def test_caltech101_extracted_folder_reads_as_its_archive_and_as_an_image_folder
     _assert_colours_match_labels(from_folder)
 
 
+def test_caltech101_rows_follow_the_paths_not_the_archive_s_order(tmp_path):
+    """A dataset's identity is its content: an archive storing the images in another order gives
+    the same arrays as the extracted folder (rows by class folder, then file, as folders are read)."""
+    from vaelab.data.dataset_files import write_caltech101_archive, write_file
+
+    rng = np.random.default_rng(0)
+    images = [(name, f"image_{i:04d}.png", archive_factory.encode_image(
+        np.full((20, 30, 3), rng.integers(0, 256, 3), np.uint8), "png"))  # a colour of its own each
+        for name in ("b_class", "a_class", "a-b") for i in (3, 1, 2, 4)]
+    write_caltech101_archive(tmp_path / "tar", images[::-1], wrap_zip=False)
+    for name, file_name, data in images:
+        write_file(tmp_path / "folder" / "101_ObjectCategories" / name / file_name, data)
+    ds = _resized("caltech101", image_size=8, test_fraction=0.25)
+    from_tar, from_folder = prepare("caltech101", tmp_path / "tar", ds, seed=1), prepare("caltech101", tmp_path / "folder", ds, seed=1)
+    assert from_tar.class_names == from_folder.class_names == ("a-b", "a_class", "b_class")
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(from_tar, field), getattr(from_folder, field), err_msg=field)
+    assert len(np.unique(from_tar.x_train.reshape(9, -1), axis=0)) == 9  # the test can see an order
+
+
 # --------------------------------------------------------------------------- image folders
 
 

@@ -111,26 +111,28 @@ def fd2_without(needles: tuple[str, ...] = HARMLESS_TF_LINES) -> Iterator[None]:
     it, less the lines holding one of ``needles``: a thread reads a pipe put in fd 2's place."""
     wanted = tuple(n.encode() for n in needles)
     sys.stderr.flush()
+    # Every descriptor first: fd 2 changes only once nothing else can fail.
     saved = os.dup(2)
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    out_fd = os.dup(saved)  # the pump's own, before the thread starts: saved is closed on leaving
+    out_fd = os.dup(saved)  # the pump's own: saved is closed on leaving
 
     def pump() -> None:
-        with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb") as out:
             for line in pipe:
                 if not any(n in line for n in wanted):
                     out.write(line)
+                    out.flush()
 
     thread = threading.Thread(target=pump, name="fd2-filter", daemon=True)
     thread.start()
     try:
+        os.dup2(write_end, 2)
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads to its end and stops
+        os.dup2(saved, 2)
         os.close(saved)
+        os.close(write_end)  # the pipe's last write end: the pump reads to its end and stops
         thread.join()
 
 

@@ -292,10 +292,11 @@ def _names_in_mirror(source: SourceFile | SourceFolder) -> tuple[str, ...]:
 
 
 def mirror_candidates(mirror: str | Path, kind: str, source: SourceFile | SourceFolder) -> tuple[Path, ...]:
-    """Where a mirror may hold ``source``, in order: ``<mirror>/<kind>/<name>``, then
-    ``<mirror>/<name>``, for each of its names (:func:`_names_in_mirror`)."""
+    """Where a mirror may hold ``source``, in order: each of its names (:func:`_names_in_mirror`)
+    in ``<mirror>/<kind>/``, then each in ``<mirror>/``: the kind's own folder first, so MNIST's
+    files at the top level never stand in for Fashion-MNIST's, which share their names."""
     mirror = Path(mirror)
-    return tuple(path for name in _names_in_mirror(source) for path in (mirror / kind / name, mirror / name))
+    return tuple(folder / name for folder in (mirror / kind, mirror) for name in _names_in_mirror(source))
 
 
 def _find_in_mirror(mirror: str | Path, kind: str, source: SourceFile | SourceFolder) -> Path:

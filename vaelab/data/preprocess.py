@@ -288,6 +288,10 @@ def prepare_caltech101(raw_dir: str | Path, kind: DatasetKind, ds: DataParams, s
         if not picked:
             raise VaelabError(f"{label} holds no images in class folders; delete it and re-run "
                               f"`dvc repro download@{ds.name}`")
+        # Rows by path, part by part (class folder, then file), as the extracted folder is read: the
+        # same images give the same arrays and split whatever order the archive stores them in.
+        order = sorted(range(len(picked)), key=lambda k: PurePosixPath(names[picked[k]]).parts)
+        picked, labels = [picked[k] for k in order], labels[order]
         size = ds.image_size
         images = _allocate(len(picked), size, ds.channels)
         row_of = {i: row for row, i in enumerate(picked)}
