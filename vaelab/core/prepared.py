@@ -9,7 +9,6 @@ One compressed ``.npz`` per dataset holding
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.core.io import atomic_path
+from vaelab.core.io import atomic_path, load_arrays
 
 
 def check_image_array(images: Any, what: str = "images") -> np.ndarray:
@@ -67,15 +66,6 @@ def save_prepared(data: PreparedData, path: str | Path) -> None:
 
 def load_prepared(path: str | Path) -> PreparedData:
     """Read a file written by :func:`save_prepared`; a missing or damaged file is a VaelabError."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return PreparedData(
-                x_train=npz["x_train"], y_train=npz["y_train"],
-                x_test=npz["x_test"], y_test=npz["y_test"],
-                class_names=tuple(str(c) for c in npz["class_names"]),
-            )
-    except FileNotFoundError:
-        raise VaelabError(f"prepared data {path} not found; run `dvc repro preprocess@<dataset>` first") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile, VaelabError) as error:
-        raise VaelabError(f"prepared data {path} is damaged ({error}); delete it and re-run the preprocess stage") from None
+    return load_arrays(path, lambda npz: PreparedData(
+        x_train=npz["x_train"], y_train=npz["y_train"], x_test=npz["x_test"], y_test=npz["y_test"],
+        class_names=tuple(str(c) for c in npz["class_names"])), "prepared data", "preprocess")

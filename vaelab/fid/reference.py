@@ -5,14 +5,13 @@ them)."""
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.core.io import atomic_path
+from vaelab.core.io import atomic_path, load_arrays
 from vaelab.fid.feature_stats import FeatureStats, compute_statistics
 from vaelab.fid.features import METADATA_KEYS, FeatureExtractor
 
@@ -45,19 +44,10 @@ def save_reference(reference: FeatureStats, path: str | Path) -> None:
 
 def load_reference(path: str | Path) -> FeatureStats:
     """Read a file written by :func:`save_reference`; missing or damaged is a VaelabError."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            reference = FeatureStats(
-                mu=npz["mu"].astype(np.float64), sigma=npz["sigma"].astype(np.float64), n=int(npz["n"]),
-                sample=npz["sample"].astype(np.float32),
-                metadata={key: npz[key].item() for key in METADATA_KEYS},
-            )
-    except FileNotFoundError:
-        raise VaelabError(f"reference statistics {path} not found; run `dvc repro reference_stats@<dataset>` first") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise VaelabError(f"reference statistics {path} are damaged ({error}); delete them and re-run the "
-                          f"reference_stats stage") from None
+    reference = load_arrays(path, lambda npz: FeatureStats(
+        mu=npz["mu"].astype(np.float64), sigma=npz["sigma"].astype(np.float64), n=int(npz["n"]),
+        sample=npz["sample"].astype(np.float32), metadata={key: npz[key].item() for key in METADATA_KEYS},
+    ), "reference statistics", "reference_stats")
     dims = reference.metadata["fid_feature_dims"]
     if reference.mu.shape != (dims,) or reference.sigma.shape != (dims, dims):
         raise VaelabError(f"reference statistics {path} are damaged (mean {reference.mu.shape}, covariance "

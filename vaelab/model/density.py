@@ -12,7 +12,6 @@ no training cost. The mixture here: scikit-learn's ``GaussianMixture`` with full
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.core.io import atomic_path
+from vaelab.core.io import atomic_path, load_arrays
 from vaelab.core.schema import knob, parse_section, section
 
 # Added to each covariance's diagonal (scikit-learn's reg_covar): keeps a component whose points
@@ -98,17 +97,9 @@ def save_density(density: GaussianMixtureDensity, path: str | Path) -> None:
 
 def load_density(path: str | Path) -> GaussianMixtureDensity:
     """Read a file written by :func:`save_density`; missing or damaged is a VaelabError."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            density = GaussianMixtureDensity(
-                weights=npz["weights"], means=npz["means"], covariances=npz["covariances"],
-                num_points=int(npz["num_points"]), seed=int(npz["seed"]))
-    except FileNotFoundError:
-        raise VaelabError(f"latent density {path} not found; run `dvc repro fit_density@<dataset>` first") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise VaelabError(f"latent density {path} is damaged ({error}); delete it and re-run the fit_density "
-                          f"stage") from None
+    density = load_arrays(path, lambda npz: GaussianMixtureDensity(
+        weights=npz["weights"], means=npz["means"], covariances=npz["covariances"],
+        num_points=int(npz["num_points"]), seed=int(npz["seed"])), "latent density", "fit_density")
     k, dims = density.means.shape if density.means.ndim == 2 else (0, 0)
     if density.weights.shape != (k,) or density.covariances.shape != (k, dims, dims) or k == 0:
         raise VaelabError(f"latent density {path} is damaged (weights {density.weights.shape}, means "

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.core.io import atomic_path
+from vaelab.core.io import atomic_path, load_arrays
 from vaelab.model.networks import ArchConfig, TrainedVae
 
 ENCODER_FILE = "encoder.keras"
@@ -123,12 +123,7 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
 def load_progress(model_dir: str | Path) -> np.ndarray:
     """``progress.npy`` of a model folder: uint8 (epochs, P, H, W, C); problems are VaelabErrors."""
     path = Path(model_dir) / PROGRESS_FILE
-    try:
-        progress = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise VaelabError(f"{path} not found; run `dvc repro train@<dataset>` to write the model folder") from None
-    except (OSError, ValueError) as error:
-        raise VaelabError(f"{path} is damaged ({error}); re-run the train stage") from None
+    progress = load_arrays(path, np.asarray, "training progress", "train")
     if progress.dtype != np.uint8 or progress.ndim != 5 or progress.shape[-1] not in (1, 3) or len(progress) == 0:
         raise VaelabError(f"{path} must be uint8 (epochs, points, H, W, 1|3), got {progress.dtype} "
                           f"{progress.shape}; re-run the train stage")
