@@ -152,7 +152,7 @@ def ours_runner(images_uint8: np.ndarray, steps: int, config, train, cached_batc
     import tensorflow as tf
 
     from vaelab.training.loop import train_dataset
-    from vaelab.model.vae import build_vae
+    from vaelab.training.vae import build_vae
 
     cached = tf.constant(images_uint8[: train.batch_size].astype("float32") / 255) if cached_batch else None
 

@@ -61,7 +61,7 @@ def run_child(raw: Any, dataset: str, data: str, steps: int, out: str) -> None:
     import keras
 
     from vaelab.model.determinism import make_reproducible
-    from vaelab.model.vae import build_vae
+    from vaelab.training.vae import build_vae
 
     make_reproducible(train.seed)
     model = build_vae(config, train)

@@ -6,7 +6,7 @@ The files, their mirrors and pinned hashes are the kind's ``vaelab/data/sources/
 a file verifies by its own checksum (the canonical file) or, where pinned, by its content (the
 hash of its gunzipped bytes); Caltech101's extracted folder, in a local mirror, by a manifest
 hash. One info line per file says which matched; a file that matches none is a one-line error
-naming both hashes of each identity tried, and nothing is left in ``--out``.
+naming both hashes of each identity tried, and nothing of that file is left in ``--out``.
 
 Environment: ``VAELAB_DATA_MIRROR`` (a local folder to copy the files from instead of the
 network) and ``VAELAB_SOURCES`` (a replacement source table, for tests); see

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.model import networks
     from vaelab.core.prepared import load_prepared
-    from vaelab.model.losses import elbo_terms
+    from vaelab.model.elbo import elbo_terms
     from vaelab.model.outputs import load_vae
     from vaelab.model.samplers import load_samplers
 

@@ -32,7 +32,7 @@ def traced_train_step(model, input_shape):
 @pytest.mark.parametrize("architecture", ["mlp", "conv", "infogan"])
 @pytest.mark.parametrize("likelihood, gamma", [("bernoulli", 0.1), ("gaussian", 0.1), ("gaussian", "learned")])
 def test_the_vae_training_step_adds_gradient_terms_two_at_a_time(architecture, likelihood, gamma):
-    from vaelab.model.vae import build_vae
+    from vaelab.training.vae import build_vae
 
     config = ArchConfig(SHAPE, latent_dim=3, hidden_dim=8, architecture=architecture, filters=(4,),
                         likelihood=likelihood, gamma=gamma)
@@ -46,7 +46,7 @@ def test_a_gradient_tape_would_sum_three_terms_at_once():
     """The premise: the same loss through tf.GradientTape gives AddN ops of three inputs."""
     import tensorflow as tf
 
-    from vaelab.model.vae import build_vae
+    from vaelab.training.vae import build_vae
 
     config = ArchConfig(SHAPE, latent_dim=3, hidden_dim=8, architecture="infogan", likelihood="gaussian",
                         gamma="learned")

@@ -141,7 +141,7 @@ def test_batch_norm_inference_path_is_what_the_saved_model_gives(tmp_path):
     evaluate and plot compute with."""
     import keras
 
-    from vaelab.model.vae import build_vae
+    from vaelab.training.vae import build_vae
     from vaelab.training.loop import TrainConfig
 
     config = ArchConfig((28, 28, 1), latent_dim=2, hidden_dim=8, architecture="infogan")

@@ -137,7 +137,7 @@ def test_gaussian_likelihood_trains_with_a_short_last_validation_batch(tmp_path)
     result = train_vae(X_TRAIN, X_TEST, gaussian, dataclasses.replace(TRAIN, epochs=1), tmp_path / "b", verbose=0)
     row = result.history[-1]
     assert np.isfinite(row["val_loss"]) and np.isfinite(row["loss"])
-    from vaelab.model.losses import elbo_terms
+    from vaelab.model.elbo import elbo_terms
 
     # The same term computed outside the traced step (other noise draws): close, not equal.
     terms = elbo_terms(result.vae, X_TEST, seed=0, batch_size=32)
@@ -193,7 +193,7 @@ def test_infogan_keeps_its_kl_finite_on_colour_images_with_outliers(tmp_path):
 
 
 def test_learned_gamma_enters_the_test_elbo(tmp_path):
-    from vaelab.model.losses import elbo_terms
+    from vaelab.model.elbo import elbo_terms
 
     config = ArchConfig(SHAPE, latent_dim=2, hidden_dim=8, architecture="mlp", likelihood="gaussian", gamma="learned")
     result = train_vae(X_TRAIN, X_TEST, config, dataclasses.replace(TRAIN, epochs=2), tmp_path / "b", verbose=0)

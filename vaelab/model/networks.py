@@ -21,7 +21,7 @@ training model calls it with ``training=True`` (batch statistics), every later s
 ``training=False`` (the moving averages saved with the weights).
 
 The reparameterised sample z = mean + exp(log_var / 2) * eps lives in the training model
-(:class:`vaelab.model.vae.VAE`), not in the saved encoder.
+(:class:`vaelab.training.vae.VAE`), not in the saved encoder.
 
 TensorFlow/Keras are imported inside the functions that need them, so importing this module
 (e.g. for :class:`ArchConfig` or :func:`sample_prior`) is cheap.

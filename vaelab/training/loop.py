@@ -1,7 +1,7 @@
 """Training a VAE: the settings, the tf.data input pipeline and the training run, which backs up
 every epoch, resumes, stops on a NaN loss and writes the train stage's outputs.
 
-The Keras model and the per-epoch recorder are in :mod:`vaelab.model.vae`, the backup in
+The Keras model and the per-epoch recorder are in :mod:`vaelab.training.vae`, the backup in
 :mod:`vaelab.training.backup`, the compute policy in :mod:`vaelab.training.hardware`, the outputs' format in
 :mod:`vaelab.model.outputs`. This module imports none of Keras until a run starts.
 
@@ -154,7 +154,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, config: ArchConfig, train
     from vaelab.model.determinism import make_reproducible
     from vaelab.training.backup import ResumableBackup, check_backup_dir, fingerprint, read_backup, restore_backup
     from vaelab.training.hardware import bfloat16_is_emulated, distribution_strategy
-    from vaelab.model.vae import EpochRecorder, build_vae
+    from vaelab.training.vae import EpochRecorder, build_vae
 
     backup_dir = Path(backup_dir)
     run_fingerprint = fingerprint(x_train, x_test, config, train)

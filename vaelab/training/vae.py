@@ -3,7 +3,8 @@
 :class:`VAE` follows Keras' VAE guide: encoder + reparameterised sample + decoder as one
 ``keras.Model`` with its own ``train_step``/``test_step`` and ``Mean`` trackers, the noise drawn
 from a ``SeedGenerator``; the gradients are :func:`vaelab.model.determinism.gradients`, whose sums
-run in a fixed order. Imported by training alone (it imports Keras when imported).
+run in a fixed order. Training's, beside the loop that drives it (it imports Keras when
+imported); the networks it trains are :mod:`vaelab.model.networks`'.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from keras import ops
 
 from vaelab.core.errors import VaelabError
 from vaelab.model.determinism import gradients as ordered_gradients
-from vaelab.training.hardware import mixed_precision_policy
 from vaelab.model.losses import GAUSSIAN_SIGMA, kl_per_image, reconstruction_nll_per_image
 from vaelab.model.networks import ArchConfig, build_decoder, build_encoder, decoder_mean, to_uint8
 from vaelab.model.outputs import EPOCH_METRICS, HISTORY_COLUMNS
+from vaelab.training.hardware import mixed_precision_policy
 
 
 class VAE(keras.Model):
@@ -118,8 +119,8 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_test_batch_end(self, batch, logs=None):
         # Reading the validation logs after every batch (a host sync) keeps val_loss
-        # bit-identical between identical runs; without it, the last epoch's val_loss was
-        # seen to differ in its last bit in about one run in four (TF 2.21, CPU).
+        # bit-identical between identical runs; without it the last epoch's val_loss can differ
+        # in its last bit (docs/reproducibility.md).
         for value in (logs or {}).values():
             np.asarray(value)
 
