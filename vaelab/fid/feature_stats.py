@@ -184,7 +184,7 @@ def compute_statistics(source: Any, extractor: FeatureExtractor, batch_size: int
     stats = RunningStats()
     reservoir = _Reservoir(keep, extractor.dims, seed)
     # Merge features into the float64 statistics in chunks of STATS_CHUNK rows: each merge costs
-    # O(D^2) whatever its size, which at D = 2048 and batches of 50 took 15% of the time.
+    # O(D^2) whatever its size, so merging every batch of 50 would spend a share of the run on it.
     chunk = np.empty((STATS_CHUNK, extractor.dims), np.float32)
     filled = 0
     for features in compute_activations(source, extractor, batch_size, progress=progress, total=total,

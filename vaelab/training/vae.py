@@ -72,8 +72,8 @@ class VAE(keras.Model):
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
         # The epoch's loss is derived from the two means rather than tracked separately:
-        # mean(r + b*k) = mean(r) + b*mean(k), and a third float32 accumulator was seen to
-        # round 1 ulp differently between a resumed and an uninterrupted run on CI.
+        # mean(r + b*k) = mean(r) + b*mean(k), where a third float32 accumulator can round
+        # 1 ulp differently between a resumed and an uninterrupted run.
         reconstruction, kl = self.reconstruction_tracker.result(), self.kl_tracker.result()
         return dict(zip(EPOCH_METRICS, (reconstruction + self.beta * kl, reconstruction, kl)))
 
