@@ -44,7 +44,8 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("stages", "vaelab", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore",
                  "params.yaml")
-STAGES = ("download", "preprocess", "train", "fit_density", "reference_stats", "evaluate", "plot")
+STAGES = ("download", "preprocess", "train", "fit_gmm", "fit_two_stage", "reference_stats", "score_prior", "score_gmm",
+          "score_two_stage", "score_reconstructions", "evaluate", "plot")
 MEMORY_TARGET_MB = 4096
 
 

@@ -4,7 +4,7 @@
         -S datasets.mnist.model.architecture=conv -S latent_dim=16 --targets evaluate@mnist
 
 runs ``dvc exp run -n <name>-seed<k> -S seed=<k> [-S ...] [targets]`` for each seed in turn (a
-seed re-runs train, fit_density, evaluate and plot only: the data stages and the reference
+seed re-runs train, the fits, the score stages, evaluate and plot only: the data stages and the reference
 statistics take ``data_seed``), each from the same ``params.yaml`` (DVC applies an experiment's
 params to the workspace, so it restores the sweep's own before the next seed: every seed gets
 exactly the ``-S`` set, and a ``+key=value`` that adds a key works for every seed), then reads

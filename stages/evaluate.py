@@ -1,88 +1,53 @@
-"""Stage evaluate: FID, KID, precision and recall of prior and ex-post density samples, FID of
-reconstructions, test ELBO, active units.
+"""Stage evaluate: one dataset's metrics file, joined from its score stages' parts.
 
-    python -m stages.evaluate --dataset mnist --data data/prepared/mnist.npz --models models/mnist \
-        --density models/mnist.gmm.npz --two-stage models/mnist.two_stage --reference data/reference/mnist.npz \
+    python -m stages.evaluate --dataset mnist --scores metrics/mnist/prior.json metrics/mnist/gmm.json \
+        metrics/mnist/two_stage.json metrics/mnist/reconstructions.json \
         --out metrics/mnist.json --provenance metrics/mnist.provenance.json
 
-Writes the metrics, nested per sampler (see :func:`vaelab.fid.evaluation.evaluate`), for `dvc
-metrics`, and beside them what made them.
+Writes the metrics nested per sampler (``prior.fid``, ``gmm.fid``, ``two_stage.fid``,
+``reconstruction.fid``, ``test.elbo``, ...; :func:`vaelab.fid.evaluation.join_scores`) for `dvc
+metrics`, and beside them what made them. Computes nothing: a changed sampler re-runs its own
+score stage and this join.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
+from pathlib import Path
 
-from vaelab.core.cli import run_cli, stage_params, stage_parser, start_tensorflow
+from vaelab.core.cli import run_cli, stage_parser
 from vaelab.core.errors import VaelabError
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = stage_parser(__doc__, ("data", "models", "density", "two_stage", "reference"),
-                          out="metrics .json to write")
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__, out="metrics .json to write")
+    parser.add_argument("--scores", nargs="+", required=True, help="the score stages' parts, in the order to list them")
     parser.add_argument("--provenance", required=True,
                         help="what made the metrics (network, weights and hash, preprocessing, counts): .json to write")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
 
+    from vaelab.fid.evaluation import join_scores, write_metrics
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    raw = stage_params(args)
-
-    from vaelab.core.params import shared_params
-    from vaelab.fid.evaluation import evaluate, write_metrics
-    from vaelab.fid.features import build_feature_extractor, find_weights, network_metadata
-    from vaelab.fid.params import fid_params
-    from vaelab.fid.reference import check_reference, load_reference
-
-    params, fid = shared_params(raw), fid_params(raw)
-
-    # Cheap checks first: missing weights or mismatched reference statistics fail before any
-    # network is built.
-    reference = load_reference(args.reference)
-    weights = find_weights(fid.network, params.data_seed)  # the reference statistics' network
-    check_reference(reference, network_metadata(weights, fid.image_size, fid.precision), args.reference)
-
-    from vaelab.model import networks
-    from vaelab.core.prepared import load_prepared
-    from vaelab.model.elbo import elbo_terms
-    from vaelab.model.outputs import load_vae
-    from vaelab.model.samplers import load_samplers
-
-    data = load_prepared(args.data)
-    start_tensorflow()
-    vae = load_vae(args.models)
-    if tuple(vae.config.image_shape) != tuple(data.x_test.shape[1:]):
-        raise VaelabError(
-            f"model {args.models} takes images of shape {tuple(vae.config.image_shape)} but {args.data} holds "
-            f"{tuple(data.x_test.shape[1:])}; re-run `dvc repro train@{args.dataset}`"
-        )
-    samplers = load_samplers(vae.config.latent_dim, args.density, args.two_stage, args.dataset)
-    extractor = build_feature_extractor(fid.network, fid.image_size, params.data_seed, fid.precision, weights)
-    # All latent points at once: (num_samples, latent_dim) floats are small; their images are not.
-    latents = {name: draw(fid.num_samples, params.seed) for name, draw in samplers.items()}
-    batch = params.batch_size
-
-    def sampler(z):
-        return lambda start, count: networks.decode_uint8(vae, z[start:start + count], batch)
-
-    result = evaluate(
-        samplers={name: sampler(z) for name, z in latents.items()},
-        num_samples=fid.num_samples,
-        reconstruct_batch=lambda images: networks.reconstruct_uint8(vae, images, batch),
-        test_images=data.x_test,
-        # beta=1: report the true ELBO whatever beta training used.
-        elbo=lambda images: elbo_terms(vae, images, seed=params.seed, beta=1.0, batch_size=batch),
-        encode_mean=lambda images: networks.encode_mean(vae, images, batch),
-        reference=reference, extractor=extractor, batch_size=fid.batch_size, seed=params.seed,
-    )
+    parts = []
+    for path in args.scores:
+        try:
+            parts.append(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise VaelabError(f"score part {path} not found; run `dvc repro evaluate@{args.dataset}`") from None
+        except (OSError, ValueError) as error:
+            raise VaelabError(f"score part {path} is damaged ({error}); delete it and re-run its score stage") from None
+    try:
+        result = join_scores(parts)
+    except (KeyError, TypeError, ValueError) as error:
+        raise VaelabError(f"the score parts of {args.dataset} do not join ({error})") from None
     write_metrics(result.provenance, args.provenance)
     write_metrics(result.metrics, args.out)
     metrics = result.metrics
+    samplers = [name for name in metrics if name not in ("reconstruction", "test")]
     logging.getLogger(__name__).info(
         "%s: fid %s, precision %.3f, recall %.3f (prior), reconstruction fid %.3f, test elbo %.2f nats -> %s",
-        args.dataset, ", ".join(f"{name} {metrics[name]['fid']:.3f}" for name in latents),
+        args.dataset, ", ".join(f"{name} {metrics[name]['fid']:.3f}" for name in samplers),
         metrics["prior"]["precision"], metrics["prior"]["recall"], metrics["reconstruction"]["fid"],
         metrics["test"]["elbo"], args.out)
 

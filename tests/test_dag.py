@@ -90,11 +90,22 @@ def stages() -> dict[str, dict]:
     return yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 
 
+# Stages that run another stage's script: the four score stages share one (its --sampler says which).
+SHARED_SCRIPTS = {"score_prior": "score", "score_gmm": "score", "score_two_stage": "score",
+                  "score_reconstructions": "score"}
+
+
+def stage_script(stage: str) -> str:
+    """``stages/<verb>.py``, the script ``stage`` runs: its own name's, or :data:`SHARED_SCRIPTS`'."""
+    verb = SHARED_SCRIPTS.get(stage, stage)
+    assert f"python -m stages.{verb} " in stages()[stage]["do"]["cmd"], f"stage {stage} should run stages/{verb}.py"
+    return f"stages/{verb}.py"
+
+
 @pytest.mark.parametrize("stage", sorted(stages()))
 def test_stage_code_deps_are_its_import_closure(stage):
     do = stages()[stage]["do"]
-    script = f"stages/{stage}.py"
-    assert f"python -m stages.{stage} " in do["cmd"], f"stage {stage} should run its own script {script}"
+    script = stage_script(stage)
     listed = {dep for dep in do["deps"] if dep.endswith(".py")}
     needed = import_closure(PROJECT_ROOT / script)
     assert listed == needed, (
@@ -135,9 +146,11 @@ ALLOWED_PACKAGES = {
     "download": {"core", "data"},
     "preprocess": {"core", "data"},
     "train": {"core", "model", "training"},
-    "fit_density": {"core", "model"},
+    "fit_gmm": {"core", "model"},
+    "fit_two_stage": {"core", "model"},
     "reference_stats": {"core", "fid"},
-    "evaluate": {"core", "model", "fid"},
+    "score": {"core", "model", "fid"},
+    "evaluate": {"core", "fid"},
     "plot": {"core", "model", "figures"},
 }
 
@@ -155,7 +168,7 @@ def test_a_model_knob_is_no_dep_of_the_data_or_fid_stages():
     # The schema of the model's knobs is imported by training alone: a new model setting
     # re-runs neither the data stages nor the reference statistics, nor evaluate and plot
     # (which read the saved architecture, not the params).
-    for stage in ("download", "preprocess", "reference_stats", "fit_density", "evaluate", "plot"):
+    for stage in ("download", "preprocess", "reference_stats", "fit_gmm", "fit_two_stage", "score", "evaluate", "plot"):
         closure = import_closure(PROJECT_ROOT / "stages" / f"{stage}.py")
         assert "vaelab/model/params.py" not in closure and "vaelab/training/params.py" not in closure, stage
     assert "vaelab/model/params.py" in import_closure(PROJECT_ROOT / "stages" / "train.py")
@@ -168,6 +181,8 @@ def test_a_seed_sweep_never_reruns_the_data_stages_or_the_reference():
         params = [p if isinstance(p, str) else next(iter(p)) for p in do.get("params", [])]
         if stage in ("download", "preprocess", "reference_stats"):
             assert "seed" not in params, stage
+        elif stage == "evaluate":  # joins the score stages' files: it reads no params
+            assert params == [], stage
         else:
             assert "seed" in params, stage
     assert "data_seed" in [p for p in stages()["preprocess"]["do"]["params"]]

@@ -55,7 +55,7 @@ def test_round_trip_and_damaged_files(tmp_path):
     for field in ("weights", "means", "covariances"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(density, field))
     assert (loaded.num_points, loaded.seed) == (90, 0)
-    with pytest.raises(VaelabError, match="not found; run `dvc repro fit_density@<dataset>` first"):
+    with pytest.raises(VaelabError, match="not found; run `dvc repro fit_gmm@<dataset>` first"):
         load_density(tmp_path / "absent.npz")
     bad = tmp_path / "bad.npz"
     np.savez(bad, weights=np.ones(2), means=np.zeros((3, 2)), covariances=np.zeros((3, 2, 2)), num_points=1, seed=0)

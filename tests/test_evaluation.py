@@ -229,9 +229,10 @@ def tiny_stage_inputs(tmp_path, write_params):
 
 
 @pytest.mark.slow
-def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_params):
+def test_reference_stats_score_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_params):
     from stages import evaluate as evaluate_stage
     from stages import reference_stats as reference_stage
+    from stages import score as score_stage
 
     inputs = tiny_stage_inputs
     reference = tmp_path / "reference" / "tiny.npz"
@@ -242,16 +243,27 @@ def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_
     assert ref.n == 40 and ref.mu.shape == (2048,) and ref.sigma.shape == (2048, 2048)
     assert ref.metadata["feature_weights"] == "he-normal(seed=7)" and ref.metadata["fid_image_size"] == 75
 
-    # The one subprocess: the stage as DVC runs it.
-    out = tmp_path / "metrics" / "tiny.json"
-    args = ["--dataset", "tiny", "--data", str(inputs["data"]), "--models", str(inputs["models"]),
-            "--density", str(inputs["density"]), "--two-stage", str(inputs["two_stage"]),
-            "--reference", str(reference), "--out", str(out),
-            "--provenance", str(tmp_path / "metrics" / "tiny.provenance.json")]
-    result = subprocess.run([sys.executable, "-m", "stages.evaluate", *args, "--params", str(inputs["params"])],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    parts = tmp_path / "metrics" / "tiny"
+    common = ["--dataset", "tiny", "--models", str(inputs["models"]), "--reference", str(reference),
+              "--params", str(inputs["params"])]
+    extra = {"prior": [], "gmm": ["--fitted", str(inputs["density"])],
+             "two_stage": ["--fitted", str(inputs["two_stage"])], "reconstructions": ["--data", str(inputs["data"])]}
+
+    def score_args(sampler, out=None):
+        return [*common, "--sampler", sampler, *extra[sampler], "--out", str(out or parts / f"{sampler}.json")]
+
+    # The one subprocess: a score stage as DVC runs it.
+    result = subprocess.run([sys.executable, "-m", "stages.score", *score_args("gmm")], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    for sampler in ("prior", "two_stage", "reconstructions"):
+        score_stage.main(score_args(sampler))
+    out, provenance_path = tmp_path / "metrics" / "tiny.json", tmp_path / "metrics" / "tiny.provenance.json"
+    join = ["--dataset", "tiny", "--scores", *(str(parts / f"{name}.json") for name in extra),
+            "--out", str(out), "--provenance", str(provenance_path)]
+    evaluate_stage.main(join)
     metrics = json.loads(out.read_text())
+    assert list(metrics) == ["prior", "gmm", "two_stage", "reconstruction", "test"]
     for sampler in ("prior", "gmm", "two_stage"):
         for key in ("fid", "kid", "precision", "recall"):
             assert isinstance(metrics[sampler][key], float) and np.isfinite(metrics[sampler][key]), (sampler, key)
@@ -260,32 +272,54 @@ def test_reference_stats_and_evaluate_stages(tmp_path, tiny_stage_inputs, write_
     assert np.isfinite(metrics["reconstruction"]["fid"])
     assert metrics["prior"]["fid"] > 0 and metrics["test"]["elbo"] < 0
     assert 0 <= metrics["test"]["active_units"] <= 2
-    provenance = json.loads((tmp_path / "metrics" / "tiny.provenance.json").read_text())
+    provenance = json.loads(provenance_path.read_text())
     assert provenance["fid_num_samples"] == 40 and provenance["feature_network"] == "random"
-    assert provenance["feature_weights"] == "he-normal(seed=7)"
+    assert provenance["feature_weights"] == "he-normal(seed=7)" and provenance["fid_num_reconstructions"] == 40
     # One output format, and none of TensorFlow's C++ start-up lines.
     lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line and "|" not in line]
     assert lines[0].startswith("info: TensorFlow ") and "runs on" in lines[0]
-    assert lines[-1].startswith(f"info: tiny: fid prior {metrics['prior']['fid']:.3f}, gmm {metrics['gmm']['fid']:.3f}, "
-                                f"two_stage {metrics['two_stage']['fid']:.3f}")
+    assert lines[-1].startswith(f"info: tiny: gmm fid {metrics['gmm']['fid']:.3f}, precision ")
     assert all(line.split(":")[0] in ("info", "warning") for line in lines), lines
     assert not any(marker in result.stderr for marker in ("I0000", "E0000", "absl::", "cuInit", "oneDNN"))
 
-    # Reproducible: the same params and seed give the same metrics, to the last digit.
-    again = tmp_path / "metrics" / "again.json"
-    evaluate_stage.main([str(again) if arg == str(out) else arg for arg in args] + ["--params", str(inputs["params"])])
-    assert again.read_text() == out.read_text()
+    # The stages score what one call of evaluate() scores, to the last digit.
+    from vaelab.fid.evaluation import evaluate
+    from vaelab.fid.features import build_feature_extractor
+    from vaelab.core.prepared import load_prepared
+    from vaelab.model import networks
+    from vaelab.model.elbo import elbo_terms
+    from vaelab.model.outputs import load_vae
+    from vaelab.model.samplers import load_samplers
+
+    vae, data = load_vae(inputs["models"]), load_prepared(inputs["data"])
+    draws = load_samplers(2, inputs["density"], inputs["two_stage"])
+    latents = {name: draw(40, 7) for name, draw in draws.items()}
+    whole = evaluate(
+        samplers={name: (lambda start, count, z=z: networks.decode_uint8(vae, z[start:start + count], 32))
+                  for name, z in latents.items()},
+        num_samples=40, reconstruct_batch=lambda images: networks.reconstruct_uint8(vae, images, 32),
+        test_images=data.x_test, elbo=lambda images: elbo_terms(vae, images, seed=7, beta=1.0, batch_size=32),
+        encode_mean=lambda images: networks.encode_mean(vae, images, 32), reference=ref,
+        extractor=build_feature_extractor("random", 75, 7), batch_size=20, seed=7, progress=False)
+    assert whole.metrics == metrics and whole.provenance == provenance
+
+    # Reproducible: the same params and seed give the same part, to the last digit.
+    again = tmp_path / "again.json"
+    score_stage.main(score_args("prior", again))
+    assert again.read_text() == (parts / "prior.json").read_text()
 
     # Reference statistics made with other FID settings: one clear error before any work, nothing written.
-    out.unlink()
+    again.unlink()
+    bad = [*score_args("prior", again)[:-4], "--params", str(write_params(datasets=TINY, fid={"image_size": 80})),
+           "--sampler", "prior", "--out", str(again)]
     with pytest.raises(VaelabError) as error:
-        evaluate_stage.main([*args, "--params", str(write_params(datasets=TINY, fid={"image_size": 80}))])
+        score_stage.main(bad)
     assert str(error.value) == (
         f"reference statistics {reference} were computed with other FID settings (fid_preprocessing: "
         f"'tf2-resize-bilinear-75 (half_pixel_centers=True), x/127.5-1' there, "
         f"'tf2-resize-bilinear-80 (half_pixel_centers=True), x/127.5-1' now; fid_image_size: 75 there, 80 now); "
         f"re-run `dvc repro reference_stats@<dataset>` (or restore the fid params they were made with)")
-    assert not out.exists()
+    assert not again.exists()
 
 
 def test_reference_stats_stage_missing_data_is_one_clear_error(tmp_path, write_params):
@@ -328,3 +362,22 @@ def test_reconstruction_fid_scores_as_many_test_images_as_a_sampler(test_images,
     first = compute_reference(dark(test_images[:40]), extractor, 25, 0, progress=False)
     assert result.metrics["reconstruction"]["fid"] == pytest.approx(
         frechet_distance(first.mu, first.sigma, reference.mu, reference.sigma), rel=1e-9)
+
+
+def test_join_scores_lists_parts_in_order_and_refuses_parts_of_another_network():
+    """The evaluate stage's join: metrics in the parts' order, one provenance (the feature metadata,
+    then the counts, then pr_k); parts made by another network do not join."""
+    from vaelab.fid.evaluation import join_scores, sampler_part, test_part
+
+    meta = {"feature_network": "random", "fid_image_size": 75}
+    parts = [sampler_part("prior", {"fid": 2.0}, 40, 50, meta), sampler_part("gmm", {"fid": 1.0}, 40, 50, meta),
+             test_part({"fid": 3.0}, 30, 60, {"elbo": -1.0}, meta)]
+    joined = join_scores(parts)
+    assert list(joined.metrics) == ["prior", "gmm", "reconstruction", "test"]
+    assert joined.metrics["gmm"] == {"fid": 1.0} and joined.metrics["test"] == {"elbo": -1.0}
+    assert list(joined.provenance.items()) == [
+        ("feature_network", "random"), ("fid_image_size", 75), ("fid_num_samples", 50),
+        ("fid_num_reconstructions", 30), ("fid_num_reference", 60), ("pr_num_samples", 40), ("pr_k", 3)]
+    other = sampler_part("two_stage", {"fid": 4.0}, 40, 50, {**meta, "feature_network": "inception2015"})
+    with pytest.raises(ValueError, match="scores disagree on feature_network: 'random' and 'inception2015'"):
+        join_scores([*parts, other])

@@ -99,7 +99,8 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     repo, env = project
 
     out = _dvc("repro", cwd=repo, env=env)
-    for stage in ("download", "preprocess", "train", "fit_density", "reference_stats", "evaluate", "plot"):
+    for stage in ("download", "preprocess", "train", "fit_gmm", "fit_two_stage", "reference_stats", "score_prior", "score_gmm",
+                  "score_two_stage", "score_reconstructions", "evaluate", "plot"):
         assert f"Running stage '{stage}@mnist'" in out
 
     with np.load(repo / "data/prepared/mnist.npz") as prepared:
@@ -145,7 +146,8 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     out = _dvc("exp", "run", "-S", "latent_dim=3", cwd=repo, env=env)
     for stage in ("download", "preprocess", "reference_stats"):
         assert f"Stage '{stage}@mnist' didn't change, skipping" in out, out[-3000:]
-    for stage in ("train", "fit_density", "evaluate", "plot"):
+    for stage in ("train", "fit_gmm", "fit_two_stage", "score_prior", "score_gmm", "score_two_stage",
+                  "score_reconstructions", "evaluate", "plot"):
         assert f"Running stage '{stage}@mnist'" in out
 
     diff = _dvc("metrics", "diff", "--json", cwd=repo, env=env)
@@ -169,6 +171,19 @@ def test_repro_exp_run_metrics_diff_and_plots(project):
     rows = [line.split() for line in out.splitlines()[1:-1]]
     assert sorted(int(row[1]) for row in rows) == [2, 3], out
     assert (repo / "sweep.png").stat().st_size > 10_000
+
+    # A sampler's own knob re-fits and re-scores that sampler alone; the other samplers' numbers,
+    # from their stages' cache, stay to the last digit.
+    before = json.loads((repo / "metrics/mnist.json").read_text())
+    out = _dvc("exp", "run", "-S", "two_stage.epochs=2", cwd=repo, env=env)
+    for stage in ("reference_stats", "train", "fit_gmm", "score_prior", "score_gmm", "score_reconstructions"):
+        assert f"Stage '{stage}@mnist' didn't change, skipping" in out, out[-3000:]
+    for stage in ("fit_two_stage", "score_two_stage", "evaluate", "plot"):
+        assert f"Running stage '{stage}@mnist'" in out
+    after = json.loads((repo / "metrics/mnist.json").read_text())
+    assert {key: after[key] for key in ("prior", "gmm", "reconstruction", "test")} == \
+        {key: before[key] for key in ("prior", "gmm", "reconstruction", "test")}
+    assert after["two_stage"]["fid"] != before["two_stage"]["fid"]
 
     # Error bars: a seed sweep re-runs training and after, never the data stages or the reference
     # statistics, and ends in mean ± std per metric. Its `+` adds a key that params.yaml lacks (MNIST's
@@ -233,9 +248,11 @@ KNOB_CHANGES = [
     ({"epochs": 3}, {"train"}, {name: (latent, 3) for name, (latent, _) in OWN.items()}),
     ({"datasets.mnist.model.latent_dim": 8}, {"train@mnist"}, {**OWN, "mnist": (8, 5)}),
     ({"datasets.cifar10.model.epochs": 9}, {"train@cifar10"}, {**OWN, "cifar10": (64, 9)}),
-    ({"two_stage.epochs": 20}, {"fit_density"}, OWN),
-    ({"fid.num_samples": 10000}, {"evaluate"}, OWN),
-    ({"seed": 1}, {"train", "fit_density", "evaluate", "plot"}, OWN),
+    ({"two_stage.epochs": 20}, {"fit_two_stage"}, OWN),
+    ({"gmm.components": 5}, {"fit_gmm"}, OWN),
+    ({"fid.num_samples": 10000}, {"score_prior", "score_gmm", "score_two_stage", "score_reconstructions"}, OWN),
+    ({"seed": 1}, {"train", "fit_gmm", "fit_two_stage", "score_prior", "score_gmm", "score_two_stage",
+                   "score_reconstructions", "plot"}, OWN),
 ]
 
 

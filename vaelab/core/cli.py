@@ -44,8 +44,8 @@ STAGE_INPUTS = {
     "raw": "the download stage's folder (data/raw/<dataset>)",
     "data": "prepared .npz of the preprocess stage",
     "models": "model folder of the train stage",
-    "density": "latent mixture of the fit_density stage",
-    "two_stage": "two-stage sampler folder of the fit_density stage",
+    "density": "latent mixture of the fit_gmm stage",
+    "two_stage": "two-stage sampler folder of the fit_two_stage stage",
     "reference": "reference statistics of the reference_stats stage",
     "history": "per-epoch history CSV of the train stage",
 }

@@ -102,48 +102,108 @@ class Evaluation:
     provenance: dict[str, Any]
 
 
+def score_samples(generate_batch: Callable[[int, int], np.ndarray], num_samples: int, reference: FeatureStats,
+                  extractor: FeatureExtractor, batch_size: int, seed: int, name: str = "generated",
+                  progress: bool = True, radii_cache: dict[int, np.ndarray] | None = None) -> tuple[dict[str, float], int]:
+    """One sampler's ``fid``, ``kid``, ``precision`` and ``recall`` (k = 3): ``num_samples``
+    images from ``generate_batch(start, count)`` -> uint8 (count, H, W, C), streamed, against
+    ``reference``; and the points per manifold that precision and recall compared."""
+    samples = compute_statistics(generated_batches(generate_batch, num_samples, batch_size), extractor,
+                                 batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
+                                 seed=seed, description=f"{name} sample features")
+    metrics = sample_metrics(samples, reference, seed, {} if radii_cache is None else radii_cache)
+    return metrics, min(len(samples.sample), len(reference.sample))
+
+
+def score_reconstructions(reconstruct_batch: Callable[[np.ndarray], np.ndarray], test_images: np.ndarray,
+                          num_samples: int, reference: FeatureStats, extractor: FeatureExtractor, batch_size: int,
+                          progress: bool = True) -> tuple[dict[str, float], int]:
+    """``{"fid": ...}`` of ``reconstruct_batch`` applied to the first ``num_samples`` test images
+    (all of them when there are fewer: a reconstruction FID costs what a sampler's does and carries
+    the same small-sample bias), and how many were scored."""
+    originals = test_images[:num_samples]
+    reconstructed = compute_statistics(mapped_batches(originals, reconstruct_batch, batch_size), extractor,
+                                       batch_size, progress=progress, total=len(originals),
+                                       description="reconstruction features")
+    return {"fid": frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu, reference.sigma)}, len(originals)
+
+
+def score_test(elbo: Callable[[np.ndarray], Mapping[str, float]], encode_mean: Callable[[np.ndarray], np.ndarray],
+               test_images: np.ndarray) -> dict[str, Any]:
+    """``elbo``, ``reconstruction``, ``kl`` of ``elbo(test_images)`` (nats per image) and
+    ``active_units`` (:func:`active_units`, from ``encode_mean(test_images)``)."""
+    terms = elbo(test_images)
+    return {"elbo": float(terms["elbo"]), "reconstruction": float(terms["reconstruction"]),
+            "kl": float(terms["kl"]), "active_units": active_units(encode_mean(test_images))}
+
+
 def evaluate(*, samplers: Mapping[str, Callable[[int, int], np.ndarray]], num_samples: int,
              reconstruct_batch: Callable[[np.ndarray], np.ndarray], test_images: np.ndarray,
              elbo: Callable[[np.ndarray], Mapping[str, float]], encode_mean: Callable[[np.ndarray], np.ndarray],
              reference: FeatureStats, extractor: FeatureExtractor, batch_size: int, seed: int = 0,
              progress: bool = True) -> Evaluation:
-    """All metrics of one model (:class:`Evaluation`).
+    """All metrics of one model in one call (:class:`Evaluation`); the pipeline computes the same
+    parts in a stage each (:func:`score_samples` per sampler, :func:`score_reconstructions` and
+    :func:`score_test`) and joins them with :func:`join_scores`.
 
     * ``metrics[<sampler>]`` for each ``samplers`` entry ``name: generate_batch(start, count)``
       (``prior``: decoded N(0, I) samples; ``gmm``: decoded samples of the ex-post density; any
-      sampler added later alike), ``num_samples`` images against ``reference``: ``fid``, ``kid``,
-      ``precision``, ``recall`` (k = 3);
-    * ``metrics["reconstruction"]["fid"]``: ``reconstruct_batch`` of the first ``num_samples`` test
-      images (all of them when there are fewer), so a reconstruction FID costs what a sampler's
-      does and carries the same small-sample bias;
-    * ``metrics["test"]``: ``elbo``, ``reconstruction``, ``kl`` of ``elbo(test_images)`` (nats per
-      image) and ``active_units`` (:func:`active_units`, from ``encode_mean(test_images)``);
+      sampler added later alike), ``num_samples`` images against ``reference``;
+    * ``metrics["reconstruction"]["fid"]``: :func:`score_reconstructions`;
+    * ``metrics["test"]``: :func:`score_test`;
     * ``provenance``: the feature metadata and fid_num_samples, fid_num_reconstructions,
       fid_num_reference, pr_num_samples (points per manifold), pr_k.
     """
     check_reference(reference, extractor.metadata)
-    metrics: dict[str, Any] = {}
+    parts = []
     radii_cache: dict[int, np.ndarray] = {}
-    pr_points = 0
     for name, generate_batch in samplers.items():
-        samples = compute_statistics(generated_batches(generate_batch, num_samples, batch_size), extractor,
-                                     batch_size, progress=progress, total=num_samples, keep=FEATURE_SAMPLE_SIZE,
-                                     seed=seed, description=f"{name} sample features")
-        metrics[name] = sample_metrics(samples, reference, seed, radii_cache)
-        pr_points = min(len(samples.sample), len(reference.sample))
-    originals = test_images[:num_samples]
-    reconstructed = compute_statistics(mapped_batches(originals, reconstruct_batch, batch_size), extractor,
-                                       batch_size, progress=progress, total=len(originals),
-                                       description="reconstruction features")
-    metrics["reconstruction"] = {"fid": frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
-                                                         reference.sigma)}
-    terms = elbo(test_images)
-    metrics["test"] = {"elbo": float(terms["elbo"]), "reconstruction": float(terms["reconstruction"]),
-                       "kl": float(terms["kl"]), "active_units": active_units(encode_mean(test_images))}
-    provenance = {**extractor.metadata, "fid_num_samples": int(num_samples),
-                  "fid_num_reconstructions": len(originals), "fid_num_reference": int(reference.n),
-                  "pr_num_samples": int(pr_points), "pr_k": DEFAULT_K}
-    return Evaluation(metrics=metrics, provenance=provenance)
+        metrics, points = score_samples(generate_batch, num_samples, reference, extractor, batch_size, seed, name,
+                                        progress, radii_cache)
+        parts.append(sampler_part(name, metrics, points, num_samples, extractor.metadata))
+    metrics, count = score_reconstructions(reconstruct_batch, test_images, num_samples, reference, extractor,
+                                           batch_size, progress)
+    parts.append(test_part(metrics, count, reference.n, score_test(elbo, encode_mean, test_images),
+                           extractor.metadata))
+    return join_scores(parts)
+
+
+def sampler_part(name: str, metrics: Mapping[str, float], points: int, num_samples: int,
+                 metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sampler's score stage writes: its metrics under its name, and what made them."""
+    return {"metrics": {name: dict(metrics)},
+            "provenance": {**metadata, "fid_num_samples": int(num_samples), "pr_num_samples": int(points)}}
+
+
+def test_part(reconstruction: Mapping[str, float], num_reconstructions: int, num_reference: int,
+              test: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What the reconstructions' score stage writes: ``reconstruction`` and ``test`` metrics, and
+    what made them."""
+    return {"metrics": {"reconstruction": dict(reconstruction), "test": dict(test)},
+            "provenance": {**metadata, "fid_num_reconstructions": int(num_reconstructions),
+                           "fid_num_reference": int(num_reference)}}
+
+
+def join_scores(parts: list[Mapping[str, Any]]) -> Evaluation:
+    """One :class:`Evaluation` from score parts (:func:`sampler_part`, :func:`test_part`), their
+    metrics in the parts' order. Parts made by different feature networks, weights, preprocessing
+    or sample counts would not compare: a ValueError naming the first difference."""
+    metrics: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+    for part in parts:
+        metrics.update(part["metrics"])
+        for key, value in part["provenance"].items():
+            if key in provenance and provenance[key] != value:
+                raise ValueError(f"scores disagree on {key}: {provenance[key]!r} and {value!r}; re-run every "
+                                 f"score stage of this dataset")
+            provenance[key] = value
+    order = [key for key in provenance if key not in PROVENANCE_COUNTS] + [
+        key for key in PROVENANCE_COUNTS if key in provenance]
+    return Evaluation(metrics=metrics, provenance={**{key: provenance[key] for key in order}, "pr_k": DEFAULT_K})
+
+
+# The counts a provenance file ends with, in this order (after the feature metadata).
+PROVENANCE_COUNTS = ("fid_num_samples", "fid_num_reconstructions", "fid_num_reference", "pr_num_samples")
 
 
 def _json_safe(value: Any) -> Any:

@@ -7,7 +7,7 @@ decoder is asked for latents it never saw. Fitting a density to the encoder mean
 training images and sampling from it instead gives better samples from the same decoder at
 no training cost. The mixture here: scikit-learn's ``GaussianMixture`` with full covariances
 (10 components by default, k-means initialised, seeded), fitted once per model by the
-``fit_density`` stage and saved as plain arrays (no pickles); sampling is numpy alone.
+``fit_gmm`` stage and saved as plain arrays (no pickles); sampling is numpy alone.
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def load_density(path: str | Path) -> GaussianMixtureDensity:
     """Read a file written by :func:`save_density`; missing or damaged is a VaelabError."""
     density = load_arrays(path, lambda npz: GaussianMixtureDensity(
         weights=npz["weights"], means=npz["means"], covariances=npz["covariances"],
-        num_points=int(npz["num_points"]), seed=int(npz["seed"])), "latent density", "fit_density")
+        num_points=int(npz["num_points"]), seed=int(npz["seed"])), "latent density", "fit_gmm")
     k, dims = density.means.shape if density.means.ndim == 2 else (0, 0)
     if density.weights.shape != (k,) or density.covariances.shape != (k, dims, dims) or k == 0:
         raise VaelabError(f"latent density {path} is damaged (weights {density.weights.shape}, means "
-                          f"{density.means.shape}, covariances {density.covariances.shape}); re-run fit_density")
+                          f"{density.means.shape}, covariances {density.covariances.shape}); re-run fit_gmm")
     return density

@@ -1,4 +1,4 @@
-"""The train stage's outputs, written by train and read by fit_density, evaluate and plot.
+"""The train stage's outputs, written by train and read by the fit, score and plot stages.
 
 * the model folder ``models/<dataset>/``: ``encoder.keras`` and ``decoder.keras`` (plain Keras
   models: :mod:`vaelab.model.networks`), ``config.json`` (the :class:`~vaelab.model.networks.ArchConfig`),

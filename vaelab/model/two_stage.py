@@ -133,7 +133,7 @@ def fit_two_stage(means: np.ndarray, log_vars: np.ndarray, params: TwoStageParam
     broken = int(np.sum(~(np.isfinite(means).all(axis=1) & np.isfinite(log_vars).all(axis=1))))
     if broken:
         raise VaelabError(f"{broken} of {len(means)} encoder posteriors hold non-finite values: the first stage "
-                          f"diverged (see train's warning line); re-run train before fit_density")
+                          f"diverged (see train's warning line); re-run train before fit_two_stage")
     make_reproducible(seed)
     encoder, decoder = build_networks(means.shape[1], params.width)
     model = _second_vae(encoder, decoder, seed)
@@ -184,5 +184,5 @@ def load_two_stage(folder: str | Path) -> TwoStage:
         log_gamma = float(json.loads((folder / GAMMA_FILE).read_text())["log_gamma_z"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise VaelabError(f"two-stage sampler {folder} is missing or damaged ({error}); re-run "
-                          f"`dvc repro fit_density@<dataset>`") from None
+                          f"`dvc repro fit_two_stage@<dataset>`") from None
     return TwoStage(decoder=decoder, log_gamma=log_gamma)
