@@ -77,9 +77,10 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
 
 
 def training_images_against_reference(prepared: Path, reference_path: Path, network: str, batch_size: int,
-                                      seed: int, image_size: int = 299) -> None:
-    """FID, KID, precision and recall of a prepared dataset's training images against its reference
-    statistics, as the evaluate stage computes them for samples."""
+                                      seed: int, image_size: int = 299, count: int | None = None) -> None:
+    """FID, KID, precision and recall of a prepared dataset's training images (``count`` of them,
+    drawn without replacement by ``seed``; all when None) against its reference statistics, as the
+    score stages compute them for samples: the floor a perfect generator would reach."""
     from vaelab.core.prepared import load_prepared
     from vaelab.fid.evaluation import sample_metrics
     from vaelab.fid.reference import FEATURE_SAMPLE_SIZE, check_reference, load_reference
@@ -90,6 +91,8 @@ def training_images_against_reference(prepared: Path, reference_path: Path, netw
     extractor = build_feature_extractor(network, image_size, seed=seed)
     check_reference(reference, extractor.metadata, reference_path)
     x_train = load_prepared(prepared).x_train
+    if count is not None and count < len(x_train):
+        x_train = x_train[np.sort(np.random.default_rng(seed).choice(len(x_train), count, replace=False))]
     stats = compute_statistics(x_train, extractor, batch_size, keep=FEATURE_SAMPLE_SIZE, seed=seed,
                                description="training images")
     metrics = sample_metrics(stats, reference, seed, {})
@@ -128,6 +131,8 @@ def main() -> None:
     parser.add_argument("--pr-points", type=int, default=2000, help="points per set for precision/recall")
     parser.add_argument("--prepared", type=Path, help="a prepared .npz: score its training images against --reference")
     parser.add_argument("--reference", type=Path, help="the reference statistics of that dataset")
+    parser.add_argument("--floor-images", type=int, help="score this many training images, drawn by --pipeline-seed "
+                                                         "(default: all; the papers' floor: 10000)")
     parser.add_argument("--pipeline-seed", type=int, default=42, help="the seed the pipeline ran with (params.yaml)")
     args = parser.parse_args()
     if args.smoke:
@@ -168,7 +173,7 @@ def main() -> None:
         precision_recall_anchors(images, order, args.network, args.batch_size, args.pr_points, args.image_size)
     if args.prepared and args.reference:
         training_images_against_reference(args.prepared, args.reference, args.network, args.batch_size,
-                                          args.pipeline_seed, args.image_size)
+                                          args.pipeline_seed, args.image_size, args.floor_images)
     if {"float32", "bfloat16"} <= set(results):
         for name in splits:
             f32, bf16 = results["float32"][name], results["bfloat16"][name]
