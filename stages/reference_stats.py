@@ -5,7 +5,7 @@
 
 Depends only on the prepared data, the FID params (network, image size, precision) and
 ``data_seed``, which picks the random network's weights and the KID sample. Output: see
-:func:`vaelab.fid.reference.save_reference`.
+:func:`vaelab.metrics.reference.save_reference`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from vaelab.core.params import shared_params
     from vaelab.core.prepared import load_prepared
-    from vaelab.fid.features import build_feature_extractor, find_weights
-    from vaelab.fid.params import fid_params
-    from vaelab.fid.reference import compute_reference, save_reference
+    from vaelab.metrics.features import build_feature_extractor, find_weights
+    from vaelab.metrics.params import fid_params
+    from vaelab.metrics.reference import compute_reference, save_reference
 
     params, fid = shared_params(raw), fid_params(raw)
     data = load_prepared(args.data)

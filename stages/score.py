@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     raw = stage_params(args)
 
     from vaelab.core.params import shared_params
-    from vaelab.fid.evaluation import (sampler_part, score_reconstructions, score_samples, score_test, test_part,
+    from vaelab.metrics.evaluation import (sampler_part, score_reconstructions, score_samples, score_test, test_part,
                                        write_metrics)
-    from vaelab.fid.features import build_feature_extractor, find_weights, network_metadata
-    from vaelab.fid.params import fid_params
-    from vaelab.fid.reference import check_reference, load_reference
+    from vaelab.metrics.features import build_feature_extractor, find_weights, network_metadata
+    from vaelab.metrics.params import fid_params
+    from vaelab.metrics.reference import check_reference, load_reference
 
     params, fid = shared_params(raw), fid_params(raw)
     # Cheap checks first: missing weights or mismatched reference statistics fail before any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelab.fid.features import FeatureExtractor, feature_metadata, preprocess_keras
+from vaelab.metrics.features import FeatureExtractor, feature_metadata, preprocess_keras
 
 
 def build_stand_in_extractor(image_size: int = 16, dims: int = 32, grid: int = 4, seed: int = 0) -> FeatureExtractor:

@@ -13,11 +13,11 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 from vaelab.model.density import fit_density, save_density
 from vaelab.core.errors import VaelabError
-from vaelab.fid.evaluation import active_units, evaluate, generated_batches, write_metrics
-from vaelab.fid.reference import check_reference, compute_reference, load_reference, save_reference
+from vaelab.metrics.evaluation import active_units, evaluate, generated_batches, write_metrics
+from vaelab.metrics.reference import check_reference, compute_reference, load_reference, save_reference
 from tests.stand_in import build_stand_in_extractor
-from vaelab.fid.feature_stats import compute_activations
-from vaelab.fid.distances import frechet_distance
+from vaelab.metrics.feature_stats import compute_activations
+from vaelab.metrics.distances import frechet_distance
 
 
 def images(n: int, seed: int, size: int = 12) -> np.ndarray:
@@ -164,7 +164,7 @@ def test_every_sampler_gets_fid_kid_precision_and_recall(test_images, reference,
 
 
 def test_precision_recall_use_equally_many_points_of_each_set(test_images, reference, extractor, monkeypatch):
-    from vaelab.fid import evaluation
+    from vaelab.metrics import evaluation
 
     compared, original = [], evaluation.precision_recall
 
@@ -283,8 +283,8 @@ def test_reference_stats_score_and_evaluate_stages(tmp_path, tiny_stage_inputs, 
     assert not any(marker in result.stderr for marker in ("I0000", "E0000", "absl::", "cuInit", "oneDNN"))
 
     # The stages score what one call of evaluate() scores, to the last digit.
-    from vaelab.fid.evaluation import evaluate
-    from vaelab.fid.features import build_feature_extractor
+    from vaelab.metrics.evaluation import evaluate
+    from vaelab.metrics.features import build_feature_extractor
     from vaelab.core.prepared import load_prepared
     from vaelab.model import networks
     from vaelab.model.elbo import elbo_terms
@@ -367,7 +367,7 @@ def test_reconstruction_fid_scores_as_many_test_images_as_a_sampler(test_images,
 def test_join_scores_lists_parts_in_order_and_refuses_parts_of_another_network():
     """The evaluate stage's join: metrics in the parts' order, one provenance (the feature metadata,
     then the counts, then pr_k); parts made by another network do not join."""
-    from vaelab.fid.evaluation import join_scores, sampler_part, test_part
+    from vaelab.metrics.evaluation import join_scores, sampler_part, test_part
 
     meta = {"feature_network": "random", "fid_image_size": 75}
     parts = [sampler_part("prior", {"fid": 2.0}, 40, 50, meta), sampler_part("gmm", {"fid": 1.0}, 40, 50, meta),

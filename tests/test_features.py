@@ -1,5 +1,5 @@
 """The feature networks (the Keras InceptionV3s and their weights) and the streamed feature
-pipeline (:mod:`vaelab.fid.feature_stats`); the 2015 graph has tests of its own."""
+pipeline (:mod:`vaelab.metrics.feature_stats`); the 2015 graph has tests of its own."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tests.stand_in import build_stand_in_extractor
-from vaelab.fid import feature_stats
-from vaelab.fid import features
+from vaelab.metrics import feature_stats
+from vaelab.metrics import features
 from vaelab.core.errors import VaelabError
-from vaelab.fid.feature_stats import compute_activations, compute_statistics
-from vaelab.fid.features import (FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, find_weights,
+from vaelab.metrics.feature_stats import compute_activations, compute_statistics
+from vaelab.metrics.features import (FEATURE_DIMS, WEIGHTS_FILE, WEIGHTS_MD5, WEIGHTS_URL, build_feature_extractor, find_weights,
                              network_metadata, preprocess_keras)
 
 

@@ -9,8 +9,8 @@ import pytest
 import scipy.linalg
 
 from vaelab.core.errors import VaelabError
-from vaelab.fid.distances import FidBiasWarning, frechet_distance, kernel_inception_distance
-from vaelab.fid.feature_stats import RunningStats
+from vaelab.metrics.distances import FidBiasWarning, frechet_distance, kernel_inception_distance
+from vaelab.metrics.feature_stats import RunningStats
 
 
 def random_covariance(dims: int, seed: int, rank: int | None = None) -> np.ndarray:

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from tests.torch_archive import Module, Parameter, inception_module_tree, write_archive
-from vaelab.fid import inception2015
+from vaelab.metrics import inception2015
 from vaelab.core.errors import VaelabError
-from vaelab.fid import inception_weights
-from vaelab.fid.feature_stats import compute_activations
-from vaelab.fid.features import build_feature_extractor, find_weights, he_normal_convolutions, network_metadata
-from vaelab.fid.inception2015 import ARCHITECTURE, Conv, conv_layers, preprocess, resize_bilinear_tf1
-from vaelab.fid.inception_weights import (HELPER_WEIGHTS, NVIDIA_WEIGHTS, WEIGHTS_ENV, load_weights, locate_weights,
+from vaelab.metrics import inception_weights
+from vaelab.metrics.feature_stats import compute_activations
+from vaelab.metrics.features import build_feature_extractor, find_weights, he_normal_convolutions, network_metadata
+from vaelab.metrics.inception2015 import ARCHITECTURE, Conv, conv_layers, preprocess, resize_bilinear_tf1
+from vaelab.metrics.inception_weights import (HELPER_WEIGHTS, NVIDIA_WEIGHTS, WEIGHTS_ENV, load_weights, locate_weights,
                                       read_weights_file, weights_from_archive)
-from vaelab.fid.torchscript import read_archive
+from vaelab.metrics.torchscript import read_archive
 
 GOLDEN_SETS = ("digits28", "noise32", "noise64", "noise299")
 

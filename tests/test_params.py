@@ -175,7 +175,7 @@ def test_every_top_level_key_has_one_schema():
 ])
 def test_a_phase_checks_only_its_own_sections(raw, stage_reads, key, value):
     from vaelab.data.params import data_params
-    from vaelab.fid.params import fid_params
+    from vaelab.metrics.params import fid_params
 
     raw[key] = value
     if stage_reads == "data":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaelab.fid import precision_recall as pr
-from vaelab.fid.precision_recall import kth_neighbour_radii, manifold_coverage, precision_recall
+from vaelab.metrics import precision_recall as pr
+from vaelab.metrics.precision_recall import kth_neighbour_radii, manifold_coverage, precision_recall
 
 
 def line(*xs: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.torch_archive import Module, Parameter, Raw, Strided, write_archive
 from vaelab.core.errors import VaelabError
-from vaelab.fid.torchscript import UnsafePickleError, read_archive
+from vaelab.metrics.torchscript import UnsafePickleError, read_archive
 
 
 def test_module_tree_tensors_and_attributes_by_dotted_path(tmp_path):

@@ -1,5 +1,5 @@
 """Write zip archives in torch's formats (TorchScript ``torch.jit.save`` and ``torch.save``) without
-torch, for tests of :mod:`vaelab.fid.torchscript`.
+torch, for tests of :mod:`vaelab.metrics.torchscript`.
 
 The pickle is emitted opcode by opcode (protocol 2, as torch writes it), naming exactly the
 globals torch names: ``torch._utils._rebuild_tensor_v2`` (and ``_rebuild_parameter`` for

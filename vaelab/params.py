@@ -12,7 +12,7 @@ from typing import Any
 from vaelab.core.params import SharedParams, check_top_level, dataset_entry, read_params, shared_params
 from vaelab.data.params import DataParams, data_params
 from vaelab.figures.params import PlotParams, plot_params
-from vaelab.fid.params import FidParams, fid_params
+from vaelab.metrics.params import FidParams, fid_params
 from vaelab.model.density import GmmParams, gmm_params
 from vaelab.model.params import ModelParams, model_params
 from vaelab.model.two_stage import TwoStageParams, two_stage_params

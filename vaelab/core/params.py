@@ -1,7 +1,7 @@
 """Reading ``params.yaml``: the file, its top level, a dataset's entry, and the knobs every phase shares.
 
 Each phase declares and checks its own sections (``vaelab/data/params.py``,
-``vaelab/model/params.py``, ``vaelab/training/params.py``, ``vaelab/fid/params.py``,
+``vaelab/model/params.py``, ``vaelab/training/params.py``, ``vaelab/metrics/params.py``,
 ``vaelab/figures/params.py``), so a stage depends on the schemas of what it reads and on this
 small module, not on every knob's: a new model setting re-runs no data stage. This module holds
 what all of them share: reading the file (numbers as YAML 1.2 reads them, as DVC does), the
@@ -32,7 +32,7 @@ TOP_LEVEL_KEYS = {
     "gmm": "vaelab.model.density", "two_stage": "vaelab.model.two_stage",
     "epochs": "vaelab.training.params", "learning_rate": "vaelab.training.params", "beta": "vaelab.training.params",
     "mixed_precision": "vaelab.training.params",
-    "fid": "vaelab.fid.params", "plots": "vaelab.figures.params",
+    "fid": "vaelab.metrics.params", "plots": "vaelab.figures.params",
     "datasets": "vaelab.core.params",  # each entry's `data` is vaelab.data.params', its `model` vaelab.model.params'
 }
 DATASET_KEYS = ("data", "model")

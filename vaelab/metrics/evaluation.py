@@ -4,7 +4,7 @@ ex-post latent density), FID of reconstructions, the test ELBO, active units.
 The functions take plain callables (generate a batch, reconstruct a batch, ELBO of a set), so
 they do not depend on how the VAE is stored; ``stages/evaluate.py`` binds them to
 :mod:`vaelab.model.networks` and :mod:`vaelab.model.density`. The real test images' statistics
-they compare with are :mod:`vaelab.fid.reference`'s.
+they compare with are :mod:`vaelab.metrics.reference`'s.
 
 References: FID, Heusel et al. (2017); KID, Bińkowski et al. (2018); precision and recall,
 Kynkäänniemi et al. (2019); ex-post density sampling, Ghosh et al. (2020); active units, Burda,
@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from vaelab.fid.feature_stats import FeatureStats, compute_statistics
-from vaelab.fid.features import FeatureExtractor
-from vaelab.fid.distances import frechet_distance, kernel_inception_distance
+from vaelab.metrics.feature_stats import FeatureStats, compute_statistics
+from vaelab.metrics.features import FeatureExtractor
+from vaelab.metrics.distances import frechet_distance, kernel_inception_distance
 from vaelab.core.io import atomic_path
-from vaelab.fid.reference import FEATURE_SAMPLE_SIZE, check_reference
-from vaelab.fid.precision_recall import DEFAULT_K, kth_neighbour_radii, precision_recall
+from vaelab.metrics.reference import FEATURE_SAMPLE_SIZE, check_reference
+from vaelab.metrics.precision_recall import DEFAULT_K, kth_neighbour_radii, precision_recall
 
 # KID as Bińkowski et al. and torch-fidelity compute it: 100 subsets of 1,000.
 KID_SUBSET_SIZE = 1000

@@ -1,16 +1,16 @@
 """FID's feature networks: which network, its weights, its input path, and what identifies it.
 
-Three networks, chosen by ``fid.network`` (:data:`vaelab.fid.params.FID_NETWORKS`), each with its own input path:
+Three networks, chosen by ``fid.network`` (:data:`vaelab.metrics.params.FID_NETWORKS`), each with its own input path:
 
 * ``inception2015`` (default): the 2015 TensorFlow Inception graph of FID papers and tools, read
-  at ``pool_3`` (:mod:`vaelab.fid.inception2015`): TF1 bilinear resize to 299, ``(x - 128) / 128``;
+  at ``pool_3`` (:mod:`vaelab.metrics.inception2015`): TF1 bilinear resize to 299, ``(x - 128) / 128``;
 * ``keras_imagenet``: ``keras.applications.InceptionV3`` with Keras' ImageNet weights, global
   average pooled (Szegedy et al. 2016); TF2 bilinear resize to ``image_size``, ``x / 127.5 - 1``.
   A later training of a similar network: its FIDs compare only with themselves;
 * ``random``: the same Keras architecture with seeded He-normal weights, for tests and smoke
   runs (comparable only with the same seed and size).
 
-All give 2048-d features (Heusel et al. 2017); :mod:`vaelab.fid.feature_stats` streams image sets
+All give 2048-d features (Heusel et al. 2017); :mod:`vaelab.metrics.feature_stats` streams image sets
 through them. ``fid.precision: bfloat16`` runs the network's layers in bfloat16 (float32
 weights and features). Every feature set carries metadata naming the network, its weights (and
 their hash), the preprocessing and the precision: features of different metadata are never
@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.fid.inception_weights import keras_cache_dir
-from vaelab.fid.params import FID_NETWORKS, check_fid_network
+from vaelab.metrics.inception_weights import keras_cache_dir
+from vaelab.metrics.params import FID_NETWORKS, check_fid_network
 
 FEATURE_DIMS = 2048
 WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -79,7 +79,7 @@ def feature_metadata(network: str, weights: str, preprocessing: str, precision: 
 @dataclass(frozen=True)
 class NetworkWeights:
     """A network's weights, found but not yet loaded: ``label`` (what metadata records) and
-    ``source`` (a :class:`~vaelab.fid.inception_weights.WeightsFile`, a Keras weights path, or the seed)."""
+    ``source`` (a :class:`~vaelab.metrics.inception_weights.WeightsFile`, a Keras weights path, or the seed)."""
 
     network: str
     label: str
@@ -89,10 +89,10 @@ class NetworkWeights:
 def find_weights(network: str, seed: int) -> NetworkWeights:
     """Locate (or download) ``network``'s weights without loading them, so a missing file fails in
     a second, before any slow work: the 2015 graph's TorchScript file
-    (:func:`vaelab.fid.inception_weights.locate_weights`), Keras' ImageNet file
+    (:func:`vaelab.metrics.inception_weights.locate_weights`), Keras' ImageNet file
     (:func:`fetch_imagenet_weights`), or nothing for ``random`` (seeded by ``seed``)."""
     if network == "inception2015":
-        from vaelab.fid.inception_weights import locate_weights
+        from vaelab.metrics.inception_weights import locate_weights
 
         located = locate_weights()
         return NetworkWeights(network, located.label, located)
@@ -106,7 +106,7 @@ def find_weights(network: str, seed: int) -> NetworkWeights:
 def network_metadata(weights: NetworkWeights, image_size: int, precision: str) -> dict[str, Any]:
     """The metadata :func:`build_feature_extractor` gives for these weights, without building the
     network (so a stage can refuse mismatched reference statistics before any slow work)."""
-    from vaelab.fid.inception2015 import PREPROCESSING
+    from vaelab.metrics.inception2015 import PREPROCESSING
 
     check_fid_network(weights.network, image_size, precision)
     preprocessing = (PREPROCESSING if weights.network == "inception2015"
@@ -170,7 +170,7 @@ def _global_dtype_policy(policy: str) -> Iterator[None]:
 
 def build_feature_extractor(network: str = "inception2015", image_size: int = 299, seed: int = 0,
                             precision: str = "float32", weights: NetworkWeights | None = None) -> FeatureExtractor:
-    """The feature network ``network`` (:data:`vaelab.fid.params.FID_NETWORKS`): (B, S, S, 3) network input -> (B, 2048).
+    """The feature network ``network`` (:data:`vaelab.metrics.params.FID_NETWORKS`): (B, S, S, 3) network input -> (B, 2048).
 
     ``weights``: from :func:`find_weights` (found here when None). ``image_size``: 299 for
     inception2015; >= 75 for the Keras networks (299 is Inception's native size). ``precision``:
@@ -187,8 +187,8 @@ def build_feature_extractor(network: str = "inception2015", image_size: int = 29
     import tensorflow as tf
 
     if network == "inception2015":
-        from vaelab.fid import inception2015
-        from vaelab.fid.inception_weights import load_weights
+        from vaelab.metrics import inception2015
+        from vaelab.metrics.inception_weights import load_weights
 
         model = inception2015.build_network(load_weights(weights.source), dtype=policy)
         preprocess_fn = inception2015.preprocess

