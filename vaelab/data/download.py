@@ -72,7 +72,7 @@ from typing import Callable, Iterable, Mapping
 from tqdm import tqdm
 
 from vaelab.core.errors import VaelabError
-from vaelab.data.images import image_suffixes
+from vaelab.data.images import class_folder_walk, image_suffixes
 from vaelab.core.io import atomic_path
 from vaelab.data.kinds import DatasetKind, KindSources, SourceFile, SourceFolder, parse_checksum
 
@@ -443,14 +443,8 @@ def class_folder_files(folder: str | Path, exclude: Iterable[str] = ()) -> list[
     """The relative POSIX paths, sorted, of every file in the class folders of ``folder``: its
     sub-folders (and their nested folders) except hidden ones and those named in ``exclude``.
     Hidden files are skipped; so are loose files beside the class folders."""
-    folder, exclude = Path(folder), set(exclude)
-    files = []
-    for class_dir in folder.iterdir():
-        if not class_dir.is_dir() or class_dir.name.startswith(".") or class_dir.name in exclude:
-            continue
-        files.extend(path.relative_to(folder).as_posix() for path in class_dir.rglob("*")
-                     if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts))
-    return sorted(files)
+    folder = Path(folder)
+    return sorted(path.relative_to(folder).as_posix() for _, path in class_folder_walk(folder, exclude))
 
 
 def folder_manifest(folder: str | Path, exclude: Iterable[str] = (), algorithm: str = "sha256") -> tuple[str, int]:

@@ -26,7 +26,8 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -48,6 +49,20 @@ def image_suffixes() -> frozenset[str]:
 
     Image.init()
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def class_folder_walk(folder: str | Path, exclude: Iterable[str] = ()) -> Iterator[tuple[str, Path]]:
+    """(class name, path) of every file in the class folders of ``folder``: its sub-folders and
+    their nested folders, but hidden ones and those named in ``exclude``; hidden files and loose
+    files beside the class folders are skipped. In order: the sorted class folders, in each its
+    sorted files. The one walk of a class folder, for the download's snapshot and manifest and
+    the preprocess readers alike."""
+    exclude = set(exclude)
+    for class_dir in sorted(p for p in Path(folder).iterdir()
+                            if p.is_dir() and not p.name.startswith(".") and p.name not in exclude):
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts):
+                yield class_dir.name, path
 
 
 def decode_square(data: bytes, size: int, channels: int = 3) -> np.ndarray:

@@ -41,7 +41,7 @@ import numpy as np
 from vaelab.data import archives
 from vaelab.core.prepared import PreparedData
 from vaelab.core.errors import VaelabError
-from vaelab.data.images import decode_into, grey_if_all_grey, image_suffixes, split_inplace
+from vaelab.data.images import class_folder_walk, decode_into, grey_if_all_grey, image_suffixes, split_inplace
 from vaelab.data.kinds import CALTECH101_FOLDER, CALTECH101_TAR, CALTECH101_ZIP, CALTECH101_ZIP_MEMBER, CIFAR10_ARCHIVE
 from vaelab.data.kinds import IDX_TEST, IDX_TRAIN
 from vaelab.data.kinds import DatasetKind
@@ -340,15 +340,11 @@ def _prepare_class_folders(folder: Path, ds: DataParams, seed: int, workers: int
     suffixes = image_suffixes()
     files: list[tuple[Path, str]] = []
     ignored = 0
-    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                            and p.name not in drop):
-        for path in sorted(class_dir.rglob("*")):
-            if not path.is_file() or any(part.startswith(".") for part in path.relative_to(class_dir).parts):
-                continue
-            if path.suffix.lower() in suffixes:
-                files.append((path, class_dir.name))
-            else:
-                ignored += 1
+    for class_name, path in class_folder_walk(folder, drop):
+        if path.suffix.lower() in suffixes:
+            files.append((path, class_name))
+        else:
+            ignored += 1
     if ignored:
         log.info("%s: ignored %d file(s) that are not images by their name", ds.name, ignored)
     if not files:
