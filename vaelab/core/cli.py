@@ -84,18 +84,28 @@ def run_cli(main: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def _fd2_silenced() -> Iterator[None]:
-    """Send file descriptor 2 (where C++ code writes) to /dev/null, and restore it."""
+def _fd2_replaced_by(fd: int) -> Iterator[None]:
+    """File descriptor 2 (where C++ code writes) pointed at ``fd`` while the block runs, and restored
+    after it, also when the block raises."""
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        os.dup2(fd, 2)
         yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def _fd2_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null, and restore it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _fd2_replaced_by(devnull):
+            yield
+    finally:
         os.close(devnull)
 
 
@@ -111,10 +121,8 @@ def fd2_without(needles: tuple[str, ...] = HARMLESS_TF_LINES) -> Iterator[None]:
     it, less the lines holding one of ``needles``: a thread reads a pipe put in fd 2's place."""
     wanted = tuple(n.encode() for n in needles)
     sys.stderr.flush()
-    # Every descriptor first: fd 2 changes only once nothing else can fail.
-    saved = os.dup(2)
+    out_fd = os.dup(2)  # the pump's own copy of the real fd 2, made before fd 2 changes
     read_end, write_end = os.pipe()
-    out_fd = os.dup(saved)  # the pump's own: saved is closed on leaving
 
     def pump() -> None:
         with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb") as out:
@@ -126,12 +134,9 @@ def fd2_without(needles: tuple[str, ...] = HARMLESS_TF_LINES) -> Iterator[None]:
     thread = threading.Thread(target=pump, name="fd2-filter", daemon=True)
     thread.start()
     try:
-        os.dup2(write_end, 2)
-        yield
+        with _fd2_replaced_by(write_end):
+            yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(write_end)  # the pipe's last write end: the pump reads to its end and stops
         thread.join()
 

@@ -35,6 +35,10 @@ KID_SUBSETS = 100
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
+# The counts a provenance file ends with, in this order (after the feature metadata).
+PROVENANCE_COUNTS = ("fid_num_samples", "fid_num_reconstructions", "fid_num_reference", "pr_num_samples")
+
+
 def generated_batches(generate_batch: Callable[[int, int], np.ndarray], num_samples: int,
                       batch_size: int) -> Iterator[np.ndarray]:
     """Call ``generate_batch(start, count)`` -> uint8 (count, H, W, C) for consecutive slices of
@@ -200,10 +204,6 @@ def join_scores(parts: list[Mapping[str, Any]]) -> Evaluation:
     order = [key for key in provenance if key not in PROVENANCE_COUNTS] + [
         key for key in PROVENANCE_COUNTS if key in provenance]
     return Evaluation(metrics=metrics, provenance={**{key: provenance[key] for key in order}, "pr_k": DEFAULT_K})
-
-
-# The counts a provenance file ends with, in this order (after the feature metadata).
-PROVENANCE_COUNTS = ("fid_num_samples", "fid_num_reconstructions", "fid_num_reference", "pr_num_samples")
 
 
 def _json_safe(value: Any) -> Any:
